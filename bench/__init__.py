@@ -1,0 +1,1 @@
+"""Benchmarks run by ``nox -s bench``: cvmchain side by side with its peers."""

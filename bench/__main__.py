@@ -1,0 +1,149 @@
+"""``python -m bench``: parse + replay benchmarks, cvmchain side by side with peers.
+
+Each contender runs in its own process on the same input file, reads it into
+memory, then times parse + replay from bytes (the call path users take, per
+../shared/PEERS.md). The table shows medians and each peer's time as a ratio
+of cvmchain's (``12.3x`` = cvmchain is 12.3 times faster).
+"""
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.inputs import write_inputs
+
+CVMCHAIN = r"""
+import sys, time
+from cloud_sdk.hashing import hashlib_provider
+from cloud_sdk.logs import combine, load_log
+from shared_spec.replay import replay
+data = open(sys.argv[1], "rb").read()
+t = time.perf_counter()
+lg = load_log(sys.argv[1], data=data)
+kind, events, banks = combine([lg])
+if lg.kind.startswith("ima"):
+    banks = [0x0004, 0x000B]
+res = replay(events, hashlib_provider(), kind, banks)
+print(time.perf_counter() - t, len(events))
+"""
+
+CCTRUSTED = r"""
+import sys, time
+from cctrusted_base.api import CCTrustedApi
+from cctrusted_base.eventlog import EventLogs, TcgEventLog
+data = open(sys.argv[1], "rb").read()
+ima = sys.argv[2] == "ima"
+t = time.perf_counter()
+logs = EventLogs(b"" if ima else data, data if ima else None, TcgEventLog.TCG_FORMAT_PCCLIENT)
+logs.select(None, None)
+CCTrustedApi.replay_cc_eventlog(logs.event_logs)
+print(time.perf_counter() - t, len(logs.event_logs))
+"""
+
+EVIDENCE = r"""
+import sys, time
+from evidence_api.api import EvidenceApi
+from evidence_api.eventlog import EventLogs, TcgEventLog
+data = open(sys.argv[1], "rb").read()
+ima = sys.argv[2] == "ima"
+cc = EvidenceApi.TYPE_CC_TDX if sys.argv[2] in ("ima", "ccel") else EvidenceApi.TYPE_CC_TPM
+t = time.perf_counter()
+logs = EventLogs(b"" if ima else data, data if ima else None, cc, TcgEventLog.TCG_FORMAT_PCCLIENT)
+logs.select(None, None)
+EvidenceApi.replay_cc_eventlog(logs.event_logs)
+print(time.perf_counter() - t, len(logs.event_logs))
+"""
+
+
+def _run_python(code: str, *args: str, timeout: float) -> float | None:
+    try:
+        out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                             timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return None
+    if out.returncode != 0:
+        print("  (failed: %s)" % out.stderr.strip().splitlines()[-1:], file=sys.stderr)
+        return None
+    return float(out.stdout.split()[0])
+
+
+def _run_tpm2_eventlog(path: str, timeout: float) -> float | None:
+    exe = shutil.which("tpm2_eventlog")
+    if exe is None:
+        return None
+    t = time.perf_counter()
+    with open("/dev/null", "w") as devnull:
+        try:
+            rc = subprocess.run([exe, path], stdout=devnull, stderr=subprocess.DEVNULL,
+                                timeout=timeout, check=False).returncode
+        except subprocess.TimeoutExpired:
+            return None
+    return time.perf_counter() - t if rc == 0 else None
+
+
+def _median(fn, runs: int) -> float | None:
+    times = []
+    for _ in range(runs):
+        v = fn()
+        if v is None:
+            return None
+        times.append(v)
+    return statistics.median(times)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench")
+    ap.add_argument("--events", type=int, default=100_000)
+    ap.add_argument("--runs", type=int, default=5, help="runs of cvmchain per input (median)")
+    ap.add_argument("--peer-runs", type=int, default=1, help="runs of each peer (median)")
+    ap.add_argument("--timeout", type=float, default=300.0, help="per peer run, seconds")
+    ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    ap.add_argument("--dir", default=None, help="where inputs are generated (cached)")
+    args = ap.parse_args()
+
+    directory = Path(args.dir or Path(tempfile.gettempdir()) / "cvmchain-bench")
+    inputs = write_inputs(directory, args.events)
+    results = []
+    print("parse + replay, %d entries per input; median of %d (cvmchain) / %d (peers)"
+          % (args.events, args.runs, args.peer_runs))
+    header = "%-11s %-15s %10s %10s  %s" % ("input", "contender", "seconds", "MB", "vs cvmchain")
+    print(header)
+    print("-" * len(header))
+    for name, path in inputs.items():
+        size_mb = path.stat().st_size / 1e6
+        kind = "ima" if name.startswith("ima") else name
+        ours = _median(lambda p=str(path): _run_python(CVMCHAIN, p, timeout=args.timeout),
+                       args.runs)
+        rows = [("cvmchain", ours)]
+        if not args.no_peers:
+            if name != "ima-binary":
+                for peer, code in (("cctrusted-base", CCTRUSTED), ("evidence-api", EVIDENCE)):
+                    def run_peer(p: str = str(path), c: str = code, k: str = kind) -> float | None:
+                        return _run_python(c, p, k, timeout=args.timeout)
+
+                    rows.append((peer, _median(run_peer, args.peer_runs)))
+            if name == "tcg":
+                rows.append(("tpm2_eventlog", _median(
+                    lambda p=str(path): _run_tpm2_eventlog(p, args.timeout), args.peer_runs)))
+        for contender, secs in rows:
+            ratio = ""
+            if contender != "cvmchain" and secs is not None and ours:
+                ratio = "%.1fx" % (secs / ours)
+            print("%-11s %-15s %10s %10.1f  %s" % (
+                name, contender, "n/a" if secs is None else "%.3f" % secs, size_mb, ratio))
+            results.append({"input": name, "contender": contender, "seconds": secs,
+                            "events": args.events, "mb": round(size_mb, 2)})
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
