@@ -55,8 +55,9 @@ def test_flipping_any_digest_byte_is_reported_on_its_register() -> None:
 def test_flipped_byte_in_checkable_event_names_it(where: str) -> None:
     ccel = fixture("tdx-cc-trusted-api", "ccel_data.bin").read_bytes()
     log = parse_tcg_log(ccel)
-    seq, event = next((i, e) for i, e in enumerate(log.events)
-                      if e.data and digest_check_kind(e.event_type, e.index, e.data) == "event_data")
+    checkable = [(i, e) for i, e in enumerate(log.events)
+                 if e.data and digest_check_kind(e.event_type, e.index, e.data) == "event_data"]
+    seq, event = checkable[0]
     bad = bytearray(ccel)
     pos = event.offset + event.size - 1 if where == "data" else event.offset + 14
     bad[pos] ^= 0x80
