@@ -172,6 +172,26 @@ _LOG_SOURCES = {"tpm_eventlog": SOURCE_FIRMWARE, "ccel_data": SOURCE_FIRMWARE,
                 "ima_binary": SOURCE_IMA, "ima_ascii": SOURCE_IMA}
 
 
+def _padded_sha1_match(chain: list[ChainEvent], index: int, alg: int, live: bytes,
+                       rep: ReplayResult, initial: dict) -> str | None:
+    """Replay ``index`` with IMA entries as padded SHA-1 digests; a reason if it matches."""
+    if not any(ce.source == SOURCE_IMA and getattr(ce.event, "index", None) == index
+               for ce in chain):
+        return None
+    events = [ima.PaddedSha1Entry(ce.event)
+              if ce.source == SOURCE_IMA and isinstance(ce.event, ima.ImaEntry) else ce.event
+              for ce in chain if getattr(ce.event, "index", None) == index]
+    alt = replay(events, hashlib_provider(), rep.index_kind, [alg], initial)
+    if alt.value(index, alg) == live:
+        return "IMA entries extended as zero-padded SHA-1"
+    (m,) = alt.compare({index: {alg: live}})
+    if m.reason.startswith("register matches after") and m.first_divergent_event is not None:
+        rest = events[m.first_divergent_event:]
+        if all(isinstance(e, ima.PaddedSha1Entry) for e in rest):
+            return "IMA entries extended as zero-padded SHA-1; later entries not yet in it"
+    return None
+
+
 def _ima_log_ahead(chain: list[ChainEvent], index: int, first: int | None,
                    reason: str) -> bool:
     """True when the register equals a prefix of the chain and only IMA entries follow."""
@@ -220,6 +240,18 @@ def _compare(index_kind: str, rep: ReplayResult, chain: list[ChainEvent],
                     status.reason = m.reason
                     if m.first_divergent_event is not None:
                         status.first_divergent = chain[m.first_divergent_event]
+                    padded = _padded_sha1_match(chain, index, alg, have, rep, initial)
+                    if padded is not None:
+                        status.replayed = have
+                        status.first_divergent = None
+                        status.reason = "match (%s)" % padded
+                        result.findings.append(Finding(
+                            "IMA_BANK_PADDED_SHA1", SEVERITY_INFO,
+                            "%s bank %s: the kernel extended zero-padded SHA-1 template "
+                            "digests (it had no %s implementation when IMA started)"
+                            % (status.label, alg_name(alg), alg_name(alg)), index))
+                        result.registers.append(status)
+                        continue
                     if _ima_log_ahead(chain, index, m.first_divergent_event, m.reason):
                         # IMA keeps measuring while evidence is read: a list longer than
                         # the register is expected; the register must match a prefix.

@@ -508,3 +508,32 @@ def tdx_boot_aggregate(mrs: dict, hashes: HashProvider) -> bytes:
 
 def template_hash_alg_from_name(name: str) -> int | None:
     return alg_from_name(name)
+
+
+class PaddedSha1Entry:
+    """An entry as the kernel extends it into a bank it has no hash implementation for.
+
+    ima_calc_field_array_hash: "for unmapped TPM algorithms digest is still a
+    padded SHA1" — when IMA starts before the bank's algorithm is available
+    (e.g. SHA-384/512 built as modules), that bank receives the entry's SHA-1
+    template digest followed by zeros.
+    """
+
+    extends = True
+
+    def __init__(self, entry: ImaEntry) -> None:
+        self.entry = entry
+        self.index = entry.index
+        self.digests = entry.digests
+        self.offset = entry.offset
+
+    def digest_for(self, alg: int, hashes: HashProvider) -> bytes | None:
+        size = digest_size(alg)
+        if size is None:
+            return None
+        if self.entry.is_violation:
+            return b"\xff" * size
+        sha1 = self.entry.digest_for(ALG_SHA1, hashes)
+        if sha1 is None:
+            return None
+        return sha1 + b"\x00" * (size - len(sha1))
