@@ -141,7 +141,10 @@ class ImaEntry:
                 return []
             n = struct.unpack_from("<I", data, 20)[0]
             return [ImaField("d", bytes(data[:20])), ImaField("n", bytes(data[24:24 + n]))]
-        raw = split_fields(self.template_data)
+        try:
+            raw = split_fields(self.template_data)
+        except SpecError:
+            return [ImaField("raw", bytes(self.template_data))]
         out = []
         for i, value in enumerate(raw):
             name = names[i] if names is not None and i < len(names) else "field%d" % i
@@ -469,6 +472,14 @@ def check_entries(entries: list, hashes: HashProvider) -> list:
                                     "IMA entry #%d (%s) is a violation (extends 0xFF)"
                                     % (i, e.file_name()), e.index, i, e.offset))
             continue
+        if e.template_name != "ima":
+            try:
+                split_fields(e.template_data)
+            except SpecError as err:
+                findings.append(Finding(
+                    "IMA_TEMPLATE_DATA_MALFORMED", SEVERITY_ERROR,
+                    "IMA entry #%d: template data is not a field sequence: %s"
+                    % (i, err.message), e.index, i, e.offset))
         if not hashes.supports(e.template_hash_alg):
             continue
         want = hashes.digest(e.template_hash_alg, e.hashed_data())
