@@ -66,7 +66,9 @@ WRAPPER = """#!/bin/sh
 # Run the bundled MicroPython with the bundle's own loader and libraries.
 here=$(dirname "$0")
 lib="$here/../lib"
-exec "$lib/ld-linux-x86-64.so.2" --library-path "$lib" "$here/micropython" "$@"
+# MicroPython's heap is fixed at start; a root file system manifest needs room.
+exec "$lib/ld-linux-x86-64.so.2" --library-path "$lib" "$here/micropython" \
+    -X "heapsize=${CVMCHAIN_MPY_HEAP:-256M}" "$@"
 """
 
 Progress = Callable[[str], None]

@@ -59,7 +59,7 @@ def _z(path):
 
 
 class Stat:
-    __slots__ = ("dev", "gid", "ino", "mode", "rdev", "size", "uid")
+    __slots__ = ("dev", "gid", "ino", "mode", "nlink", "rdev", "size", "uid")
 
 
 def lstat(path):
@@ -71,7 +71,7 @@ def lstat(path):
             return None
         raise TreeError("lstat %s: errno %d" % (path, e))
     st = Stat()
-    st.dev, st.ino = struct.unpack_from("<QQ", buf, 0)
+    st.dev, st.ino, st.nlink = struct.unpack_from("<QQQ", buf, 0)
     st.mode, st.uid, st.gid = struct.unpack_from("<III", buf, 24)
     st.rdev, st.size = struct.unpack_from("<Qq", buf, 40)
     return st
@@ -130,63 +130,164 @@ def _listdir(path):
     return [entry[0] for entry in os.ilistdir(path)]
 
 
-def walk(root, includes, excludes, xattr_names, hashes):
-    """Manifest entries for ``includes`` inside ``root`` (bytes paths)."""
-    root = bytes(root).rstrip(b"/")
-    root_st = lstat(root or b"/")
-    if root_st is None:
-        raise TreeError("root %s does not exist" % root)
-    hasher = FileHasher(hashes)
-    hashed = {}
-    names = [n.encode() if isinstance(n, str) else n for n in xattr_names]
-    entries = []
-    for inc in includes:
-        rel = inc.encode() if isinstance(inc, str) else bytes(inc)
-        if not rel.startswith(b"/"):
-            raise TreeError("include path %s is not absolute" % rel)
-        rel = rel.rstrip(b"/") or b"/"
-        if is_excluded(rel, excludes):
-            continue
-        st = lstat(root + rel)
+def _plan(items):
+    """Sibling order that yields the global path-byte order of a depth-first walk.
+
+    ``items``: [(path, st)]. A directory's own line sorts by its path, its
+    subtree by path + "/", so "/a" < "/a-b" < "/a/x" comes out right.
+    """
+    keyed = []
+    for path, st in items:
+        keyed.append((path, 0, path, st))
+        if type_of_mode(st.mode) == TYPE_DIR:
+            keyed.append((path + b"/", 1, path, st))
+    keyed.sort(key=lambda k: k[0])
+    return keyed
+
+
+class Walker:
+    """Streams manifest lines in path-byte order; memory bounded by the tree's depth."""
+
+    def __init__(self, root, excludes, xattr_names, hashes, emit):
+        self.root = bytes(root).rstrip(b"/")
+        st = lstat(self.root or b"/")
         if st is None:
-            entries.append(ManifestEntry(rel, TYPE_ABSENT))
-            continue
-        stack = [(rel, st)]
-        while stack:
-            path, st = stack.pop()
-            full = root + path
-            kind = type_of_mode(st.mode)
-            size = None
-            content = None
-            target = None
-            if kind == TYPE_FILE:
-                size = st.size
+            raise TreeError("root %s does not exist" % self.root)
+        self.root_dev = st.dev
+        self.excludes = excludes
+        self.names = [n.encode() if isinstance(n, str) else n for n in xattr_names]
+        self.hasher = FileHasher(hashes)
+        self.links = {}
+        self.emit = emit
+        self.count = 0
+
+    def entry(self, path, st):
+        full = self.root + path
+        kind = type_of_mode(st.mode)
+        size = None
+        content = None
+        target = None
+        if kind == TYPE_FILE:
+            size = st.size
+            if st.nlink > 1:
                 key = (st.dev, st.ino)
-                content = hashed.get(key)
+                content = self.links.get(key)
                 if content is None:
-                    content = hasher.hash(full)
-                    hashed[key] = content
-            elif kind == TYPE_CHAR or kind == TYPE_BLOCK:
-                major, minor = split_rdev(st.rdev)
-                content = "%d:%d" % (major, minor)
-            elif kind == TYPE_SYMLINK:
-                target = readlink(full)
-            xattrs = []
-            for name in names:
-                v = getxattr(full, name)
-                if v is not None:
-                    xattrs.append((name, v))
-            entries.append(ManifestEntry(path, kind, st.mode, st.uid, st.gid, size, content,
-                                         target, xattrs))
-            if kind == TYPE_DIR and st.dev == root_st.dev:
-                base = path if path != b"/" else b""
-                for name in _listdir(full):
-                    if name in (b".", b".."):
-                        continue
-                    child = base + b"/" + name
-                    if is_excluded(child, excludes):
-                        continue
-                    cst = lstat(root + child)
-                    if cst is not None:
-                        stack.append((child, cst))
-    return entries, hasher.bytes
+                    content = self.hasher.hash(full)
+                    self.links[key] = content
+            else:
+                content = self.hasher.hash(full)
+        elif kind == TYPE_CHAR or kind == TYPE_BLOCK:
+            major, minor = split_rdev(st.rdev)
+            content = "%d:%d" % (major, minor)
+        elif kind == TYPE_SYMLINK:
+            target = readlink(full)
+        xattrs = []
+        for name in self.names:
+            v = getxattr(full, name)
+            if v is not None:
+                xattrs.append((name, v))
+        return ManifestEntry(path, kind, st.mode, st.uid, st.gid, size, content, target, xattrs)
+
+    def children(self, path):
+        base = path if path != b"/" else b""
+        out = []
+        for name in _listdir(self.root + path):
+            if name in (b".", b".."):
+                continue
+            child = base + b"/" + name
+            if is_excluded(child, self.excludes):
+                continue
+            cst = lstat(self.root + child)
+            if cst is not None:
+                out.append((child, cst))
+        return out
+
+    def walk_items(self, items):
+        for _, kind, path, st in _plan(items):
+            if kind == 0:
+                self.emit(self.entry(path, st).encode())
+                self.count += 1
+            elif st.dev == self.root_dev:
+                self.walk_items(self.children(path))
+
+    def run(self, includes):
+        """Emit the lines of every include (nested includes are covered once)."""
+        incs = []
+        for inc in includes:
+            rel = inc.encode() if isinstance(inc, str) else bytes(inc)
+            if not rel.startswith(b"/"):
+                raise TreeError("include path %s is not absolute" % rel)
+            incs.append(rel.rstrip(b"/") or b"/")
+        incs.sort()
+        top = []
+        for rel in incs:
+            if any(rel == t or rel.startswith(t + b"/") or t == b"/" for t in top):
+                continue
+            top.append(rel)
+        items = []
+        absent = []
+        for rel in top:
+            if is_excluded(rel, self.excludes):
+                continue
+            st = lstat(self.root + rel)
+            if st is None:
+                absent.append(rel)
+            else:
+                items.append((rel, st))
+        # absent includes are "x" lines, merged into the order
+        pending = sorted(absent)
+
+        def emit_absent_before(key):
+            while pending and pending[0] < key:
+                self.emit(ManifestEntry(pending.pop(0), TYPE_ABSENT).encode())
+                self.count += 1
+
+        for key, kind, path, st in _plan(items):
+            emit_absent_before(key)
+            if kind == 0:
+                self.emit(self.entry(path, st).encode())
+                self.count += 1
+            elif st.dev == self.root_dev:
+                self.walk_items(self.children(path))
+        emit_absent_before(b"\xff" * 4096)
+
+
+def write_manifest(root, includes, excludes, xattr_names, hashes, path, alg=0x000C):
+    """Walk, write the manifest to ``path`` and return (digest hex, entries, bytes hashed)."""
+    from shared_spec.manifest import MANIFEST_HEADER
+
+    h = hashes.new(alg)
+    out = open(path, "wb")
+    pending = []
+    size = [0]
+
+    def emit(line):
+        h.update(line)
+        pending.append(line)
+        size[0] += len(line)
+        if size[0] > 1 << 16:
+            out.write(b"".join(pending))
+            del pending[:]
+            size[0] = 0
+
+    try:
+        emit(MANIFEST_HEADER)
+        w = Walker(root, excludes, xattr_names, hashes, emit)
+        w.run(includes)
+        out.write(b"".join(pending))
+    finally:
+        out.close()
+    return h.digest().hex(), w.count, w.hasher.bytes
+
+
+def walk(root, includes, excludes, xattr_names, hashes):
+    """All entries as a list (for tests and small trees); see :class:`Walker`."""
+    from shared_spec.manifest import parse_manifest
+
+    lines = []
+    w = Walker(root, excludes, xattr_names, hashes, lines.append)
+    w.run(includes)
+    from shared_spec.manifest import MANIFEST_HEADER
+
+    return parse_manifest(MANIFEST_HEADER + b"".join(lines)), w.hasher.bytes
