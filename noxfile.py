@@ -38,7 +38,7 @@ def tests(session: nox.Session) -> None:
 def micropython(session: nox.Session) -> None:
     """The shared_spec test vectors under the real MicroPython interpreter."""
     session.run(PY, "-m", "initrd_agent.runtime_bundle", "fetch")
-    env = {"MICROPYPATH": str(ROOT) + ":" + str(ROOT / "initrd_agent" / "agent")}
+    env = {"MICROPYPATH": ".frozen:" + str(ROOT) + ":" + str(ROOT / "initrd_agent" / "agent")}
     session.run(PY, "-m", "initrd_agent.runtime_bundle", "run", "--",
                 str(ROOT / "tests" / "mpy_runner.py"), *session.posargs, env=env)
 

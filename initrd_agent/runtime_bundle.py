@@ -56,6 +56,8 @@ SUITE = "trixie"
 MICROPYTHON_VERSION = "1.25.0"
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 ARCH = "amd64"
+#: apt's Acquire::Retries for the download (a network hiccup is retried, with back-off)
+APT_RETRIES = 3
 
 
 @dataclass(frozen=True)
@@ -296,6 +298,7 @@ def _apt(work: Path, uri: str) -> dict[str, str]:
         ("Dir::Cache", state),
         # the newer suites' Release files on some mirrors are past Valid-Until
         ("Acquire::Check-Valid-Until", "false"),
+        ("Acquire::Retries", APT_RETRIES),
         ("APT::Architecture", ARCH),
         ("APT::Architectures", ARCH),
     ] + ([

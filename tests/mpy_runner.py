@@ -65,15 +65,20 @@ def _traceback(e):
 
 
 def _where(text):
-    """``file:line`` of the innermost frame in a traceback text, or ''."""
-    last = ""
+    """``file:line`` of the innermost test-module frame of a traceback text (and of the
+    innermost frame when that is elsewhere), or ''."""
+    frames = []
     for line in text.splitlines():
         line = line.strip()
         if line.startswith('File "') and ", line " in line:
-            name = line[6:line.index('"', 6)]
-            num = line.split(", line ", 1)[1].split(",", 1)[0]
-            last = "%s:%s" % (name.rsplit("/", 1)[-1], num)
-    return last
+            name = line[6:line.index('"', 6)].rsplit("/", 1)[-1]
+            frames.append("%s:%s" % (name, line.split(", line ", 1)[1].split(",", 1)[0]))
+    if not frames:
+        return ""
+    tests = [f for f in frames if f.startswith("test_")]
+    if tests and tests[-1] != frames[-1]:
+        return "%s > %s" % (tests[-1], frames[-1])
+    return frames[-1]
 
 
 def _module_names(args):
