@@ -16,7 +16,7 @@ import sys
 import time
 
 import agentconf
-import ffi
+import libc
 
 from shared_spec import agent_events as ae
 from shared_spec import tpm2
@@ -25,20 +25,17 @@ from shared_spec.event_types import EV_EVENT_TAG, EV_NO_ACTION
 from shared_spec.registers import cc_mr_label
 from shared_spec.tcg_log import SpecIdEvent, encode_pcr_event2, encode_spec_id_header
 
-_libc = ffi.open("libc.so.6")
-_open = _libc.func("i", "open", "pii")
-_write = _libc.func("l", "write", "ipL")
-_read = _libc.func("l", "read", "ipL")
-_close = _libc.func("i", "close", "i")
-_fsync = _libc.func("i", "fsync", "i")
-_errno_loc = _libc.func("p", "__errno_location", "")
-
-O_RDONLY = 0
-O_WRONLY = 1
-O_RDWR = 2
-O_CREAT = 0o100
-O_TRUNC = 0o1000
-O_APPEND = 0o2000
+_open = libc.open_
+_write = libc.write
+_read = libc.read
+_close = libc.close
+_fsync = libc.fsync
+O_RDONLY = libc.O_RDONLY
+O_WRONLY = libc.O_WRONLY
+O_RDWR = libc.O_RDWR
+O_CREAT = libc.O_CREAT
+O_TRUNC = libc.O_TRUNC
+O_APPEND = libc.O_APPEND
 
 EXIT_OK = 0
 EXIT_HALT = 1
@@ -53,9 +50,7 @@ class AgentError(Exception):
 
 
 def errno():
-    import uctypes
-
-    return uctypes.struct(_errno_loc(), {"v": uctypes.INT32 | 0}).v
+    return libc.errno()
 
 
 def _err(e):

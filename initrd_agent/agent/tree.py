@@ -12,7 +12,7 @@ be UTF-8.
 import os
 import struct
 
-import ffi
+import libc
 
 from shared_spec.manifest import (
     TYPE_ABSENT,
@@ -27,18 +27,14 @@ from shared_spec.manifest import (
     type_of_mode,
 )
 
-ENOENT = 2
-ENODATA = 61
-EOPNOTSUPP = 95
-
-_libc = ffi.open("libc.so.6")
-_lstat = _libc.func("i", "lstat", "pp")
-_readlink = _libc.func("l", "readlink", "ppL")
-_lgetxattr = _libc.func("l", "lgetxattr", "pppL")
-_open = _libc.func("i", "open", "pi")
-_read = _libc.func("l", "read", "ipL")
-_close = _libc.func("i", "close", "i")
-_errno_loc = _libc.func("p", "__errno_location", "")
+ENOENT = libc.ENOENT
+ENODATA = libc.ENODATA
+EOPNOTSUPP = libc.EOPNOTSUPP
+_lstat = libc.lstat
+_readlink = libc.readlink
+_lgetxattr = libc.lgetxattr
+_read = libc.read
+_close = libc.close
 
 CHUNK = 1 << 20
 _STAT_SIZE = 144
@@ -49,13 +45,11 @@ class TreeError(Exception):
 
 
 def _errno():
-    import uctypes
-
-    return uctypes.struct(_errno_loc(), {"v": uctypes.INT32 | 0}).v
+    return libc.errno()
 
 
 def _z(path):
-    return bytes(path) + b"\x00"
+    return libc.z(path)
 
 
 class Stat:
@@ -108,7 +102,7 @@ class FileHasher:
         self.bytes = 0
 
     def hash(self, path):
-        fd = _open(_z(path), 0)
+        fd = libc.open_(_z(path), libc.O_RDONLY, 0)
         if fd < 0:
             raise TreeError("cannot open %s: errno %d" % (path, _errno()))
         h = self.hashes.new(self.alg)
