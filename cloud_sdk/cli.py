@@ -8,7 +8,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cloud_sdk import cli_eventlog, cli_quote, demo
+from cloud_sdk import cli_eventlog, cli_quote, cli_verify, demo
 from cloud_sdk.errors import CvmchainError
 from shared_spec.errors import SpecError
 
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     cli_eventlog.register(sub)
     cli_quote.register(sub)
+    cli_verify.register(sub)
     demo.register(sub)
     return parser
 

@@ -64,3 +64,24 @@ def test_flipped_byte_in_checkable_event_names_it(where: str) -> None:
     result = build_chain(_evidence(bytes(bad)))
     codes = [(f.code, f.event) for f in result.findings]
     assert ("DIGEST_MISMATCH", seq) in codes
+
+
+def test_cli_verify_on_a_bundle(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from cloud_sdk.cli import main
+
+    ccel = fixture("tdx-cc-trusted-api", "ccel_data.bin").read_bytes()
+    good = tmp_path / "good.json"
+    _evidence(ccel).save(good)
+    assert main(["verify", "--evidence", str(good), "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["verified"] and len(out["registers"]) == 3
+    log = parse_tcg_log(ccel)
+    bad_bytes = bytearray(ccel)
+    bad_bytes[log.events[5].offset + 14] ^= 1
+    bad = tmp_path / "bad.json"
+    _evidence(bytes(bad_bytes)).save(bad)
+    assert main(["verify", "--evidence", str(bad)]) == 1
+    capsys.readouterr()
+    (tmp_path / "junk.json").write_text("{}")
+    assert main(["verify", "--evidence", str(tmp_path / "junk.json")]) == 2
+    assert "junk.json" in capsys.readouterr().err
