@@ -108,7 +108,10 @@ def _ima_entries(evidence: Evidence, findings: list[Finding]) -> list:
             continue
         try:
             if name == "ima_binary":
-                entries = ima.parse_ima_binary(data, source=name)
+                sniffed = ima.sniff_ima_binary(data)
+                alg, big_endian = sniffed if sniffed is not None else (0x0004, False)
+                entries = ima.parse_ima_binary(data, source=name, template_hash_alg=alg,
+                                               big_endian=big_endian)
             else:
                 entries = ima.parse_ima_ascii(data, source=name)
         except SpecError as e:

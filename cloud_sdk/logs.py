@@ -131,7 +131,10 @@ def load_log(path: str | Path, kind: str | None = None, ccel_table: CcelTable | 
     if kind == KIND_IMA_ASCII:
         entries = ima.parse_ima_ascii(raw, source=name)
     elif kind == KIND_IMA_BINARY:
-        entries = ima.parse_ima_binary(raw, source=name)
+        sniffed = ima.sniff_ima_binary(raw)
+        alg, big_endian = sniffed if sniffed is not None else (0x0004, False)
+        entries = ima.parse_ima_binary(raw, source=name, template_hash_alg=alg,
+                                       big_endian=big_endian)
     else:
         raise InputError("%s: unknown log kind %r (choose from %s)"
                          % (name, kind, ", ".join(KINDS)))

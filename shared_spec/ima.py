@@ -1,22 +1,40 @@
 """IMA measurement lists, binary and ascii (Linux security/integrity/ima).
 
-Binary entry (``binary_runtime_measurements``, host byte order, little-endian
-unless ``big_endian`` is given for ``ima_canonical_fmt``)::
+Binary entry (``binary_runtime_measurements[_<alg>]``, ima_fs.c
+``ima_measurements_show``)::
 
     u32 pcr | u8 template_hash[N] | u32 name_len | name
-    | u32 template_data_len | template_data          (all templates but "ima")
-    | u8 digest[20] | u32 filename_len | filename    ("ima" template)
+    | u32 template_data_len | template_data              (every template but "ima")
+    | u8 digest[20] | u32 filename_len | filename         ("ima" template, no NUL)
 
-``N`` is 20 (SHA-1) in ``binary_runtime_measurements`` and the size of the
-list's algorithm in ``binary_runtime_measurements_<alg>``. Template data of
-every template but ``ima`` is a sequence of u32-length-prefixed fields.
+``N`` is 20 (SHA-1) in ``binary_runtime_measurements`` and the digest size of
+``<alg>`` in ``binary_runtime_measurements_<alg>`` (kernel 6.x writes one list
+per bank); the caller names the algorithm. The u32s are in the kernel's byte
+order, little-endian on x86 and with ``ima_canonical_fmt``; ``big_endian``
+reads a big-endian host's list. Template data of every template but ``ima`` is
+a sequence of u32-length-prefixed fields (see :mod:`shared_spec.ima_templates`).
 
-Ascii line: ``<pcr %2d> <template hash hex> <template name> <fields ...>``.
+Ascii line (``ascii_runtime_measurements``, ``ima_ascii_measurements_show``)::
 
-Replay (ima_calc_field_array_hash): each PCR bank is extended with that bank's
-hash of the template data; for the ``ima`` template the hashed data is the
-20-byte digest followed by the file name padded with zeros to 256 bytes. A
-violation (template hash logged as zeros) extends all 0xFF.
+    "%2d" pcr, " ", template hash hex, " ", template name, then " " + field text per field
+
+The PCR is printed with ``%2d``, so PCR 2 reads `` 2``; an empty field prints
+nothing after its space. An ascii line is replayed by rebuilding the binary
+template data from its fields (:func:`parse_ima_ascii` does), which is exact
+for every line the kernel prints.
+
+Replay (ima_crypto.c ``ima_calc_field_array_hash``): the kernel computes one
+template digest per PCR bank, that bank's hash over the template data, and
+extends it. For the ``ima`` template the hashed bytes are the 20-byte digest and
+the file name NUL-padded to IMA_EVENT_NAME_LEN_MAX + 1 = 256 bytes (no lengths).
+A violation is logged with an all-zero template hash and extends all 0xFF in
+every bank (``ima_add_template_entry``). :meth:`ImaEntry.digest_for` always
+hashes the template data: the logged template hash is checked against it by
+:func:`check_entries`, never trusted in its place.
+
+IMA over TDX RTMRs: kernels that extend IMA into an RTMR log the RTMR number in
+the PCR field (the cc-trusted-api evidence logs ``2`` for RTMR2) with a SHA-384
+template hash; :func:`to_cc_mr` maps entries into the CC MR index convention.
 """
 
 import struct
@@ -30,53 +48,93 @@ from shared_spec.algorithms import (
     alg_name,
     digest_size,
 )
-from shared_spec.errors import FormatError, LimitError, SpecError, TruncatedError
-from shared_spec.findings import SEVERITY_ERROR, SEVERITY_WARNING, Finding
+from shared_spec.errors import (
+    EncodeError,
+    FormatError,
+    LimitError,
+    SpecError,
+    TruncatedError,
+    UnsupportedError,
+)
+from shared_spec.findings import SEVERITY_ERROR, SEVERITY_INFO, SEVERITY_WARNING, Finding
 from shared_spec.hashing import HashProvider
+from shared_spec.ima_templates import (
+    IMA_DIGEST_SIZE,
+    IMA_EVENT_NAME_LEN_MAX,
+    TEMPLATES,
+    describe_field,
+    field_from_ascii,
+    field_to_ascii,
+    join_fields,
+    split_fields,
+    template_fields,
+)
 from shared_spec.registers import pcr_to_cc_mr
 
-#: Field lists of the kernel's built-in templates (ima_template.c).
-TEMPLATE_FIELDS = {
-    "ima": ("d", "n"),
-    "ima-ng": ("d-ng", "n-ng"),
-    "ima-sig": ("d-ng", "n-ng", "sig"),
-    "ima-ngv2": ("d-ngv2", "n-ng"),
-    "ima-sigv2": ("d-ngv2", "n-ng", "sig"),
-    "ima-buf": ("d-ng", "n-ng", "buf"),
-    "ima-modsig": ("d-ng", "n-ng", "sig", "d-modsig", "modsig"),
-}
+#: kept for callers of the first version of this module
+TEMPLATE_FIELDS = TEMPLATES
 
-IMA_EVENT_NAME_LEN_MAX = 255
+#: Sanity bound on a template name (the kernel's longest is 71 bytes).
 MAX_TEMPLATE_NAME = 255
-MAX_TEMPLATE_DATA = 1 << 24
+#: Sanity bound on one entry's template data.
+MAX_TEMPLATE_DATA = 1 << 26
+
+BOOT_AGGREGATE_NAME = "boot_aggregate"
+
+#: template hash size in an ascii list -> the algorithm it implies
 _SIZE_TO_ALG = {20: ALG_SHA1, 32: ALG_SHA256, 48: ALG_SHA384, 64: ALG_SHA512}
+_IMA_HASHED_NAME = IMA_EVENT_NAME_LEN_MAX + 1
+_ZEROS = {20: b"\x00" * 20, 32: b"\x00" * 32, 48: b"\x00" * 48, 64: b"\x00" * 64}
+_FFS: dict = {}
+
+
+def _ffs(size: int) -> bytes:
+    v = _FFS.get(size)
+    if v is None:
+        v = b"\xff" * size
+        _FFS[size] = v
+    return v
 
 
 class ImaField:
-    """One template field: its name (``d-ng``) and raw bytes."""
+    """One template field: its id (``d-ng``) and its bytes as the kernel holds them."""
 
-    __slots__ = ("data", "name")
+    __slots__ = ("big_endian", "data", "name")
 
-    def __init__(self, name: str, data: bytes) -> None:
+    def __init__(self, name: str, data: bytes, big_endian: bool = False) -> None:
         self.name = name
         self.data = data
+        self.big_endian = big_endian
+
+    def ascii(self) -> bytes:
+        """The field's text in an ascii list (empty for an empty field)."""
+        if not self.data:
+            return b""
+        return field_to_ascii(self.name, self.data, self.big_endian)
 
     def to_dict(self) -> dict:
-        out: dict = {"field": self.name}
-        decoded = decode_field(self.name, self.data)
-        if decoded is not None:
-            out.update(decoded)
-        else:
-            out["hex"] = bytes(self.data).hex()
-        return out
+        return describe_field(self.name, self.data, self.big_endian)
 
 
 class ImaEntry:
-    """One measurement: PCR field, logged template hash, template name and data."""
+    """One measurement: PCR field, logged template hash, template name and data.
+
+    ``template_data`` is the entry's template data exactly as the binary list
+    holds it, in the entry's byte order (for the ``ima`` template: digest,
+    u32 name length, name). It is None only for an ascii line of a template
+    whose field types are unknown (``ascii_tail`` then keeps the line's text
+    after the template name, so it still round-trips).
+
+    Replay protocol: ``index`` (the PCR field, or a CC MR index after
+    :func:`to_cc_mr`), ``extends`` (always True), ``digest_for(alg, hashes)``,
+    ``digests`` ([(template hash algorithm, logged template hash)]) and ``offset``.
+    """
 
     __slots__ = (
-        "_cache",
-        "digests",
+        "_calc",
+        "_calc_alg",
+        "ascii_tail",
+        "big_endian",
         "index",
         "offset",
         "pcr",
@@ -88,183 +146,316 @@ class ImaEntry:
 
     extends = True
 
-    def __init__(self, pcr: int, template_hash: bytes, template_name: str, template_data: bytes,
-                 offset: int | None = None, template_hash_alg: int | None = None) -> None:
+    def __init__(self, pcr: int, template_hash: bytes, template_name: str,
+                 template_data: bytes | None, offset: int | None = None,
+                 template_hash_alg: int | None = None, big_endian: bool = False,
+                 ascii_tail: bytes | None = None) -> None:
         self.pcr = pcr
-        #: register index used by replay (``pcr``, or a CC MR index after to_cc_mr)
         self.index = pcr
         self.template_hash = template_hash
-        self.template_hash_alg = (template_hash_alg if template_hash_alg is not None
-                                  else _SIZE_TO_ALG.get(len(template_hash), ALG_SHA1))
+        if template_hash_alg is None:
+            template_hash_alg = _SIZE_TO_ALG.get(len(template_hash), ALG_SHA1)
+        self.template_hash_alg = template_hash_alg
         self.template_name = template_name
         self.template_data = template_data
         self.offset = offset
-        self.digests = [(self.template_hash_alg, template_hash)]
-        self._cache: dict = {}
+        self.big_endian = big_endian
+        self.ascii_tail = ascii_tail
+        self._calc_alg = 0
+        self._calc = b""
+
+    # -- replay -----------------------------------------------------------------------------
+
+    @property
+    def digests(self) -> list:
+        """[(template hash algorithm, logged template hash)]."""
+        return [(self.template_hash_alg, self.template_hash)]
 
     @property
     def is_violation(self) -> bool:
-        return bytes(self.template_hash) == b"\x00" * len(self.template_hash)
+        """True when the logged template hash is all zeros (a ToMToU/open-writers violation)."""
+        th = self.template_hash
+        z = _ZEROS.get(len(th))
+        if z is None:
+            z = b"\x00" * len(th)
+        return bytes(th) == z
 
-    def hashed_data(self) -> bytes:
-        """The bytes the kernel hashes into the template digest."""
-        if self.template_name == "ima":
-            fields = self.fields()
-            digest = fields[0].data if fields else b""
-            name = fields[1].data if len(fields) > 1 else b""
-            name = bytes(name)[:IMA_EVENT_NAME_LEN_MAX + 1]
-            return bytes(digest) + name + b"\x00" * (IMA_EVENT_NAME_LEN_MAX + 1 - len(name))
-        return bytes(self.template_data)
+    def hashed_data(self) -> bytes | None:
+        """The bytes the kernel hashes into the template digest (None: unknown ascii template)."""
+        data = self.template_data
+        if data is None:
+            return None
+        if self.template_name != "ima":
+            return data
+        d, name = _ima_template_parts(data, self.big_endian)
+        return d + name + b"\x00" * (_IMA_HASHED_NAME - len(name))
+
+    def template_digest(self, alg: int, hashes: HashProvider) -> bytes | None:
+        """Bank ``alg``'s hash of the template data (None when unknown or not implemented)."""
+        if self._calc_alg == alg:
+            return self._calc
+        data = self.hashed_data()
+        if data is None or not hashes.supports(alg):
+            return None
+        d = hashes.oneshot(alg)(data)
+        self._calc_alg = alg
+        self._calc = d
+        return d
 
     def digest_for(self, alg: int, hashes: HashProvider) -> bytes | None:
-        """What the kernel extends into bank ``alg`` for this entry."""
+        """What the kernel extends into bank ``alg`` for this entry.
+
+        All 0xFF for a violation; otherwise the bank's hash of the template data.
+        For an ascii entry of an unknown template, whose template data cannot be
+        rebuilt, the logged hash stands for its own bank and other banks get None.
+        """
         size = digest_size(alg)
         if size is None:
             return None
-        if self.is_violation:
-            return b"\xff" * size
-        d = self._cache.get(alg)
-        if d is None:
-            if alg == self.template_hash_alg:
-                d = bytes(self.template_hash)
-            else:
-                d = hashes.digest(alg, self.hashed_data())
-            self._cache[alg] = d
+        th = self.template_hash
+        if th == _ZEROS.get(len(th)) or (len(th) not in _ZEROS and self.is_violation):
+            return _ffs(size)
+        if self._calc_alg == alg:
+            return self._calc
+        data = self.template_data
+        if data is None:
+            return bytes(th) if alg == self.template_hash_alg else None
+        if self.template_name == "ima":
+            data = self.hashed_data() or b""
+        if not hashes.supports(alg):
+            return None
+        d = hashes.oneshot(alg)(data)
+        self._calc_alg = alg
+        self._calc = d
         return d
 
-    def fields(self) -> list:
-        """The template fields (names from the template when it is known)."""
-        names = TEMPLATE_FIELDS.get(self.template_name)
+    # -- fields -----------------------------------------------------------------------------
+
+    def field_ids(self) -> tuple | None:
+        """The field ids of this entry's template, or None when the template is unknown."""
+        return template_fields(self.template_name)
+
+    def template_problem(self) -> str | None:
+        """Why the template data is not a valid instance of its template, or None."""
+        data = self.template_data
+        if data is None:
+            return None
         if self.template_name == "ima":
-            data = self.template_data
-            if len(data) < 24:
-                return []
-            n = struct.unpack_from("<I", data, 20)[0]
-            return [ImaField("d", bytes(data[:20])), ImaField("n", bytes(data[24:24 + n]))]
+            if len(data) < IMA_DIGEST_SIZE + 4:
+                return "'ima' template data is %d bytes, less than 24" % len(data)
+            n = struct.unpack_from(">I" if self.big_endian else "<I", data, IMA_DIGEST_SIZE)[0]
+            if n != len(data) - IMA_DIGEST_SIZE - 4:
+                return "'ima' name length %d does not match the %d bytes present" % (
+                    n, len(data) - IMA_DIGEST_SIZE - 4)
+            if n > IMA_EVENT_NAME_LEN_MAX:
+                return "'ima' name of %d bytes exceeds %d" % (n, IMA_EVENT_NAME_LEN_MAX)
+            return None
         try:
-            raw = split_fields(self.template_data)
-        except SpecError:
-            return [ImaField("raw", bytes(self.template_data))]
+            raw = split_fields(data, self.big_endian)
+        except SpecError as e:
+            return "template data is not a sequence of fields: " + e.message
+        ids = self.field_ids()
+        if ids is not None and len(raw) != len(ids):
+            return "template %s has %d fields, the data holds %d" % (
+                self.template_name, len(ids), len(raw))
+        return None
+
+    def fields(self) -> list:
+        """The template fields as :class:`ImaField` (``raw`` when the data is malformed).
+
+        Field ids come from the template; an unknown template's fields are
+        named ``field0``, ``field1``... An ascii entry of an unknown template
+        has no fields (see ``ascii_tail``).
+        """
+        data = self.template_data
+        if data is None:
+            return []
+        be = self.big_endian
+        if self.template_problem() is not None:
+            return [ImaField("raw", bytes(data), be)]
+        if self.template_name == "ima":
+            d, name = _ima_template_parts(data, be)
+            return [ImaField("d", d, be), ImaField("n", name + b"\x00", be)]
+        ids = self.field_ids()
         out = []
-        for i, value in enumerate(raw):
-            name = names[i] if names is not None and i < len(names) else "field%d" % i
-            out.append(ImaField(name, value))
+        for i, value in enumerate(split_fields(data, be)):
+            out.append(ImaField(ids[i] if ids is not None else "field%d" % i, value, be))
         return out
 
-    def file_name(self) -> str:
+    def file_name_bytes(self) -> bytes:
+        """The event name (file path, ``boot_aggregate``, key ring...) as logged."""
+        data = self.template_data
+        if data is None:
+            tail = self.ascii_tail or b""
+            parts = tail.split(b" ")
+            return parts[2] if len(parts) > 2 else b""
+        if self.template_name == "ima" and self.template_problem() is None:
+            return _ima_template_parts(data, self.big_endian)[1]
         for f in self.fields():
-            if f.name in ("n-ng", "n"):
-                return bytes(f.data).rstrip(b"\x00").decode("utf-8", "replace")
-        return ""
+            if f.name == "n-ng" or f.name == "n":
+                nul = f.data.find(b"\x00")
+                return f.data if nul < 0 else f.data[:nul]
+        return b""
+
+    def file_name(self) -> str:
+        return self.file_name_bytes().decode("utf-8", "replace")
+
+    def file_digest(self) -> tuple | None:
+        """``(algorithm name or None, digest)`` of the measured content, or None."""
+        for f in self.fields():
+            if f.name == "d":
+                return (None, bytes(f.data))
+            if f.name == "d-ng" or f.name == "d-ngv2":
+                desc = describe_field(f.name, f.data, self.big_endian)
+                return (desc.get("algorithm"), bytes.fromhex(desc["digest"]))
+        return None
 
     def to_dict(self) -> dict:
-        return {"pcr": self.pcr, "template_name": self.template_name,
-                "template_hash": bytes(self.template_hash).hex(),
-                "template_hash_alg": alg_name(self.template_hash_alg),
-                "violation": self.is_violation, "filename": self.file_name(),
-                "fields": [f.to_dict() for f in self.fields()]}
+        out = {"pcr": self.pcr, "template_name": self.template_name,
+               "template_hash": bytes(self.template_hash).hex(),
+               "template_hash_alg": alg_name(self.template_hash_alg),
+               "violation": self.is_violation, "filename": self.file_name(),
+               "fields": [f.to_dict() for f in self.fields()]}
+        if self.template_data is None:
+            out["ascii_fields"] = (self.ascii_tail or b"")[1:].decode("utf-8", "replace")
+        problem = self.template_problem()
+        if problem is not None:
+            out["problem"] = problem
+        return out
 
     def copy_with_index(self, index: int) -> "ImaEntry":
         e = ImaEntry(self.pcr, self.template_hash, self.template_name, self.template_data,
-                     self.offset, self.template_hash_alg)
+                     self.offset, self.template_hash_alg, self.big_endian, self.ascii_tail)
         e.index = index
         return e
 
+    # -- encoders ---------------------------------------------------------------------------
 
-def split_fields(data: bytes) -> list:
-    """u32-length-prefixed fields of template data; FormatError when they do not add up."""
-    out: list = []
-    pos = 0
-    n = len(data)
-    while pos < n:
-        if n - pos < 4:
-            raise FormatError("template data ends inside a field length", pos, "field_len")
-        size = struct.unpack_from("<I", data, pos)[0]
-        pos += 4
-        if size > n - pos:
-            raise LimitError("field length %d exceeds the %d bytes left" % (size, n - pos),
-                             pos - 4, "field_len")
-        out.append(bytes(data[pos:pos + size]))
-        pos += size
-    return out
+    def encode_binary(self, big_endian: bool | None = None) -> bytes:
+        """This entry as a binary list record (in its own byte order unless told otherwise)."""
+        return encode_ima_binary([self], big_endian)
+
+    def encode_ascii(self) -> bytes:
+        """This entry as the kernel prints it in an ascii list, newline included."""
+        return encode_ima_ascii_line(self)
 
 
-def join_fields(fields: list) -> bytes:
-    return b"".join(struct.pack("<I", len(f)) + bytes(f) for f in fields)
+def _ima_template_parts(data: bytes, big_endian: bool) -> tuple:
+    """(digest, name) of ``ima`` template data; tolerant of a short buffer."""
+    d = bytes(data[:IMA_DIGEST_SIZE])
+    if len(data) < IMA_DIGEST_SIZE + 4:
+        return d, b""
+    n = struct.unpack_from(">I" if big_endian else "<I", data, IMA_DIGEST_SIZE)[0]
+    name = bytes(data[IMA_DIGEST_SIZE + 4:IMA_DIGEST_SIZE + 4 + min(n, _IMA_HASHED_NAME)])
+    return d, name
 
 
-def decode_field(name: str, data: bytes) -> dict | None:
-    """A display dict for known field types."""
-    data = bytes(data)
-    if name in ("d-ng", "d-modsig", "d-ngv2"):
-        sep = data.find(b":\x00")
-        if sep < 0:
-            return {"digest": data.hex()} if data else None
-        head = data[:sep].decode("ascii", "replace")
-        out: dict = {"digest": data[sep + 2:].hex()}
-        if name == "d-ngv2" and ":" in head:
-            out["digest_type"], out["algorithm"] = head.split(":", 1)
-        else:
-            out["algorithm"] = head
-        return out
-    if name in ("n-ng", "n"):
-        return {"name": data.rstrip(b"\x00").decode("utf-8", "replace")}
-    if name == "d":
-        return {"digest": data.hex()}
-    return None
+def make_entry(pcr: int, template_name: str, fields: list, hashes: HashProvider,
+               template_hash_alg: int = ALG_SHA1, big_endian: bool = False) -> ImaEntry:
+    """An entry built from field bytes, with its template hash computed as the kernel does.
+
+    For the ``ima`` template, ``fields`` is ``[digest (20 bytes), name]`` (name
+    without NUL); for every other template, the bytes of each field.
+    """
+    if template_name == "ima":
+        if len(fields) != 2 or len(fields[0]) != IMA_DIGEST_SIZE or \
+                len(fields[1]) > IMA_EVENT_NAME_LEN_MAX:
+            raise EncodeError("'ima' entry needs [20-byte digest, name of at most 255 bytes]",
+                              None, "fields")
+        name = bytes(fields[1])
+        tdata = bytes(fields[0]) + struct.pack(">I" if big_endian else "<I", len(name)) + name
+    else:
+        tdata = join_fields(fields, big_endian)
+    e = ImaEntry(pcr, b"", template_name, tdata, None, template_hash_alg, big_endian)
+    e.template_hash = hashes.digest(template_hash_alg, e.hashed_data() or b"")
+    return e
+
+
+# -- binary ---------------------------------------------------------------------------------
+
+
+def _template_name(raw: bytes, cache: dict, at: int, source: str | None) -> str:
+    name = cache.get(raw)
+    if name is None:
+        for ch in raw:
+            if ch < 0x21 or ch > 0x7E:
+                raise FormatError("template name %r holds a byte outside printable ASCII"
+                                  % raw[:40], at, "template_name", source)
+        name = raw.decode()
+        cache[raw] = name
+    return name
 
 
 def parse_ima_binary(data: bytes, source: str | None = None,
                      template_hash_alg: int = ALG_SHA1, big_endian: bool = False) -> list:
-    """Decode a binary measurement list."""
-    hsize = digest_size(template_hash_alg) or 20
-    end = "<" if not big_endian else ">"
-    fmt = end + "I"
-    mv = memoryview(data)
+    """Decode a binary measurement list into :class:`ImaEntry` objects.
+
+    ``template_hash_alg``: the list's algorithm (SHA-1 for
+    ``binary_runtime_measurements``, the ``<alg>`` of ``..._<alg>``).
+    Errors are :class:`SpecError` with the absolute ``offset`` and the number of
+    complete entries before it in ``parsed_count``.
+    """
+    hsize = digest_size(template_hash_alg)
+    if hsize is None:
+        raise UnsupportedError("template hash algorithm %s has no known size"
+                               % alg_name(template_hash_alg), None, "template_hash_alg", source)
+    if not isinstance(data, bytes):
+        data = bytes(data)
+    fmt = ">I" if big_endian else "<I"
+    unpack = struct.unpack_from
     n = len(data)
+    head = 8 + hsize
     pos = 0
     out: list = []
     append = out.append
+    names: dict = {}
     try:
         while pos < n:
             start = pos
-            if n - pos < 4 + hsize + 4:
-                raise TruncatedError("entry header needs %d bytes, %d left" % (8 + hsize, n - pos),
-                                     pos, "ima.entry", source)
-            pcr = struct.unpack_from(fmt, mv, pos)[0]
-            th = bytes(mv[pos + 4:pos + 4 + hsize])
+            if n - pos < head:
+                raise TruncatedError("entry header needs %d bytes, %d left" % (head, n - pos),
+                                     pos, "ima.header", source)
+            pcr = unpack(fmt, data, pos)[0]
+            th = data[pos + 4:pos + 4 + hsize]
             pos += 4 + hsize
-            nlen = struct.unpack_from(fmt, mv, pos)[0]
+            nlen = unpack(fmt, data, pos)[0]
+            if nlen == 0 or nlen > MAX_TEMPLATE_NAME:
+                raise LimitError("template name length %d is outside 1..%d"
+                                 % (nlen, MAX_TEMPLATE_NAME), pos, "template_name_len", source)
             pos += 4
-            if nlen == 0 or nlen > MAX_TEMPLATE_NAME or nlen > n - pos:
-                raise LimitError("template name length %d is not plausible" % nlen, pos - 4,
-                                 "template_name_len", source)
-            name = bytes(mv[pos:pos + nlen]).decode("ascii", "replace")
+            if nlen > n - pos:
+                raise TruncatedError("template name of %d bytes, %d left" % (nlen, n - pos),
+                                     pos, "template_name", source)
+            name = _template_name(data[pos:pos + nlen], names, pos, source)
             pos += nlen
             if name == "ima":
-                if n - pos < 24:
-                    raise TruncatedError("'ima' entry needs 24 bytes", pos, "ima.digest", source)
-                flen = struct.unpack_from(fmt, mv, pos + 20)[0]
-                if flen > IMA_EVENT_NAME_LEN_MAX + 1 or flen > n - pos - 24:
-                    raise LimitError("file name length %d" % flen, pos + 20, "filename_len",
-                                     source)
-                tdata = bytes(mv[pos:pos + 20]) + struct.pack("<I", flen) + \
-                    bytes(mv[pos + 24:pos + 24 + flen])
-                pos += 24 + flen
+                if n - pos < IMA_DIGEST_SIZE + 4:
+                    raise TruncatedError("'ima' entry needs 24 bytes, %d left" % (n - pos),
+                                         pos, "ima.digest", source)
+                flen = unpack(fmt, data, pos + IMA_DIGEST_SIZE)[0]
+                if flen > IMA_EVENT_NAME_LEN_MAX:
+                    raise LimitError("'ima' file name length %d exceeds %d"
+                                     % (flen, IMA_EVENT_NAME_LEN_MAX),
+                                     pos + IMA_DIGEST_SIZE, "filename_len", source)
+                end = pos + IMA_DIGEST_SIZE + 4 + flen
+                if end > n:
+                    raise TruncatedError("'ima' file name of %d bytes, %d left"
+                                         % (flen, n - pos - IMA_DIGEST_SIZE - 4),
+                                         pos + IMA_DIGEST_SIZE + 4, "filename", source)
+                tdata = data[pos:end]
+                pos = end
             else:
                 if n - pos < 4:
                     raise TruncatedError("entry ends before template_data_len", pos,
                                          "template_data_len", source)
-                dlen = struct.unpack_from(fmt, mv, pos)[0]
-                pos += 4
-                if dlen > MAX_TEMPLATE_DATA or dlen > n - pos:
+                dlen = unpack(fmt, data, pos)[0]
+                if dlen > n - pos - 4 or dlen > MAX_TEMPLATE_DATA:
                     raise LimitError("template data length %d exceeds the %d bytes left"
-                                     % (dlen, n - pos), pos - 4, "template_data_len", source)
-                tdata = bytes(mv[pos:pos + dlen])
+                                     % (dlen, n - pos - 4), pos, "template_data_len", source)
+                pos += 4
+                tdata = data[pos:pos + dlen]
                 pos += dlen
-                if big_endian:
-                    tdata = _fields_to_le(tdata, pos - dlen, source)
-            append(ImaEntry(pcr, th, name, tdata, start, template_hash_alg))
+            append(ImaEntry(pcr, th, name, tdata, start, template_hash_alg, big_endian))
     except SpecError as e:
         e.parsed_count = len(out)
         if e.source is None:
@@ -273,252 +464,445 @@ def parse_ima_binary(data: bytes, source: str | None = None,
     return out
 
 
-def _fields_to_le(tdata: bytes, base: int, source: str | None) -> bytes:
-    out: list = []
-    pos = 0
-    while pos < len(tdata):
-        if len(tdata) - pos < 4:
-            raise FormatError("template data ends inside a field length", base + pos,
-                              "field_len", source)
-        size = struct.unpack_from(">I", tdata, pos)[0]
-        if size > len(tdata) - pos - 4:
-            raise LimitError("field length %d" % size, base + pos, "field_len", source)
-        out.append(tdata[pos + 4:pos + 4 + size])
-        pos += 4 + size
-    return join_fields(out)
+def encode_ima_binary(entries: list, big_endian: bool | None = None) -> bytes:
+    """The binary list of ``entries``; byte-exact inverse of :func:`parse_ima_binary`.
 
-
-def encode_ima_binary(entries: list) -> bytes:
-    """The binary list of ``entries`` (little-endian)."""
+    Each entry is written in its own byte order (``big_endian`` None), or in
+    the one given; an entry whose template data is in the other order raises
+    :class:`EncodeError` (its lengths are part of what its template hash covers).
+    """
     parts = []
-    for e in entries:
+    for i, e in enumerate(entries):
+        be = e.big_endian if big_endian is None else big_endian
+        if e.template_data is None:
+            raise EncodeError("entry #%d: template %r has unknown field types; its binary "
+                              "template data cannot be rebuilt" % (i, e.template_name),
+                              None, "template_data")
+        if be != e.big_endian:
+            raise EncodeError("entry #%d: template data is %s-endian, the list %s-endian"
+                              % (i, "big" if e.big_endian else "little",
+                                 "big" if be else "little"), None, "big_endian")
+        fmt = ">I" if be else "<I"
         name = e.template_name.encode()
-        parts.append(struct.pack("<I", e.pcr) + bytes(e.template_hash) +
-                     struct.pack("<I", len(name)) + name)
+        if not name or len(name) > MAX_TEMPLATE_NAME:
+            raise EncodeError("entry #%d: template name length %d" % (i, len(name)), None,
+                              "template_name")
+        parts.append(struct.pack(fmt, e.pcr) + bytes(e.template_hash) +
+                     struct.pack(fmt, len(name)) + name)
         if e.template_name == "ima":
             parts.append(bytes(e.template_data))
         else:
-            parts.append(struct.pack("<I", len(e.template_data)) + bytes(e.template_data))
+            parts.append(struct.pack(fmt, len(e.template_data)))
+            parts.append(bytes(e.template_data))
     return b"".join(parts)
 
 
-def _is_hex(text: str) -> bool:
-    if len(text) % 2:
+def sniff_ima_binary(data: bytes) -> tuple | None:
+    """``(template hash algorithm, big_endian)`` that make the first entry valid, or None.
+
+    Tries SHA-1 first (``binary_runtime_measurements``), then SHA-256, SHA-384
+    and SHA-512, little-endian before big-endian.
+    """
+    data = bytes(data[:4096])
+    for be in (False, True):
+        fmt = ">I" if be else "<I"
+        for alg in (ALG_SHA1, ALG_SHA256, ALG_SHA384, ALG_SHA512):
+            size = digest_size(alg) or 0
+            if len(data) < 8 + size + 3:
+                continue
+            if struct.unpack_from(fmt, data, 0)[0] > 0xFFFF:
+                continue
+            nlen = struct.unpack_from(fmt, data, 4 + size)[0]
+            if not 3 <= nlen <= MAX_TEMPLATE_NAME or len(data) < 8 + size + nlen:
+                continue
+            name = data[8 + size:8 + size + nlen]
+            if not (name.startswith(b"ima") or name.startswith(b"evm") or b"|" in name):
+                continue
+            if not all(0x21 <= ch <= 0x7E for ch in name):
+                continue
+            return (alg, be)
+    return None
+
+
+# -- ascii ----------------------------------------------------------------------------------
+
+
+def _fromhex(text: bytes) -> bytes | None:
+    try:
+        out = bytes.fromhex(text.decode())
+    except (ValueError, UnicodeError):
+        return None
+    return out if 2 * len(out) == len(text) else None
+
+
+def _is_number(text: bytes) -> bool:
+    if not text:
         return False
     for ch in text:
-        if ch not in "0123456789abcdefABCDEF":
+        if ch < 0x30 or ch > 0x39:
             return False
     return True
 
 
-def _digest_field(text: str, v2: bool, where: str) -> bytes:
-    """``sha256:<hex>`` (d-ng) or ``ima:sha256:<hex>`` (d-ngv2) -> field bytes."""
-    head, _, hexpart = text.rpartition(":")
-    if not _is_hex(hexpart):
-        raise FormatError("%s: digest %r is not hex" % (where, hexpart), None, "digest")
-    if not head:
-        # d-ng of an md5/sha1 digest before kernel 3.13 style: no algorithm prefix
-        return bytes.fromhex(hexpart)
-    if v2 and head.count(":") != 1:
-        raise FormatError("%s: d-ngv2 needs <type>:<algo>:<hex>" % where, None, "digest")
-    return head.encode() + b":\x00" + bytes.fromhex(hexpart)
+def _ascii_fields(name: str, ids: tuple, rest: bytes, big_endian: bool) -> bytes:
+    """Binary template data from the ascii text after a known template's name."""
+    tokens = rest.split(b" ")
+    k = len(ids)
+    if len(tokens) > k:
+        # a name with spaces (kernels before 4.x kept them): the extra tokens belong to
+        # the first string field
+        si = -1
+        for i, fid in enumerate(ids):
+            if fid == "n-ng" or fid == "n":
+                si = i
+                break
+        if si < 0:
+            raise FormatError("template %s has %d fields, the line %d" % (name, k, len(tokens)),
+                              None, "fields")
+        extra = len(tokens) - k
+        tokens = tokens[:si] + [b" ".join(tokens[si:si + extra + 1])] + tokens[si + extra + 1:]
+    while len(tokens) < k:  # trailing empty fields whose spaces were stripped
+        tokens.append(b"")
+    fields = []
+    for i in range(k):
+        fields.append(field_from_ascii(ids[i], tokens[i], big_endian))
+    return join_fields(fields, big_endian)
 
 
-def entry_from_ascii_fields(pcr: int, template_hash: bytes, name: str, fields: list,
-                            where: str = "") -> ImaEntry:
-    """Rebuild an entry's binary template data from its ascii fields."""
-    if name == "ima":
-        if len(fields) < 2 or not _is_hex(fields[0]):
-            raise FormatError("%s: 'ima' entry needs <digest> <name>" % where, None, "fields")
-        fname = " ".join(fields[1:]).encode()
-        tdata = bytes.fromhex(fields[0]) + struct.pack("<I", len(fname)) + fname
-        return ImaEntry(pcr, template_hash, name, tdata)
-    names = TEMPLATE_FIELDS.get(name)
-    if names is None:
-        raise FormatError("%s: unknown template %r: its ascii form cannot be rebuilt"
-                          % (where, name), None, "template_name")
-    if not fields:
-        raise FormatError("%s: no fields" % where, None, "fields")
-    raw: list = []
-    rest = list(fields[1:])
-    trailing = len(names) - 2  # fields after the name
-    # The file name may contain spaces: the hex fields after it are taken from the end.
-    tail: list = []
-    if trailing:
-        cand = rest[len(rest) - trailing:] if len(rest) > trailing else []
-        if cand and all(_is_hex(c) or c == "" for c in cand) and len(rest) > trailing:
-            tail = cand
-            rest = rest[:len(rest) - trailing]
-    raw.append(_digest_field(fields[0], names[0] == "d-ngv2", where))
-    raw.append(" ".join(rest).encode() + b"\x00")
-    for i, field_name in enumerate(names[2:]):
-        value: str = tail[i] if i < len(tail) else ""
-        if field_name == "d-modsig":
-            raw.append(_digest_field(value, False, where) if value else b"")
+def _ascii_entry(line: bytes, names: dict, big_endian: bool, hash_alg: int | None) -> ImaEntry:
+    """One ascii line (no newline) -> entry; FormatError (offset None) when malformed."""
+    if line[:1] == b" ":
+        line = line.lstrip(b" ")
+    parts = line.split(b" ", 3)
+    if len(parts) < 4:
+        raise FormatError("%d fields; an entry has pcr, template hash, template name and "
+                          "template fields" % len(parts), None, "line")
+    pcr_text, hash_text, name_raw, rest = parts
+    if not _is_number(pcr_text):
+        raise FormatError("PCR field %r is not a number" % pcr_text[:20], None, "pcr")
+    pcr = int(pcr_text)
+    if pcr > 0xFFFFFFFF:
+        raise FormatError("PCR %d does not fit in 32 bits" % pcr, None, "pcr")
+    th = _fromhex(hash_text)
+    if th is None:
+        raise FormatError("template hash %r is not hex" % hash_text[:40], None,
+                          "template_hash")
+    if hash_alg is None:
+        alg = _SIZE_TO_ALG.get(len(th))
+        if alg is None:
+            raise FormatError("template hash of %d bytes matches no SHA size" % len(th), None,
+                              "template_hash")
+    else:
+        alg = hash_alg
+        if len(th) != digest_size(alg):
+            raise FormatError("template hash of %d bytes, %s needs %s" % (
+                len(th), alg_name(alg), digest_size(alg)), None, "template_hash")
+    name = names.get(name_raw)
+    if name is None:
+        if not name_raw or len(name_raw) > MAX_TEMPLATE_NAME:
+            raise FormatError("template name length %d" % len(name_raw), None, "template_name")
+        for ch in name_raw:
+            if ch < 0x21 or ch > 0x7E:
+                raise FormatError("template name %r holds a byte outside printable ASCII"
+                                  % name_raw[:40], None, "template_name")
+        name = name_raw.decode()
+        names[name_raw] = name
+    fmt = ">I" if big_endian else "<I"
+    if name == "ima-ng" or (name == "ima-sig" and rest.endswith(b" ") and rest.count(b" ") == 2):
+        # the common case, inlined: "<algo>:<hex> <name>" (ima-sig: trailing empty sig)
+        if name == "ima-sig":
+            rest = rest[:-1]
+        sp = rest.find(b" ")
+        if sp < 0:
+            dtext = rest
+            ntext = b""
         else:
-            raw.append(bytes.fromhex(value) if value else b"")
-    return ImaEntry(pcr, template_hash, name, join_fields(raw))
+            dtext = rest[:sp]
+            ntext = rest[sp + 1:]
+        colon = dtext.rfind(b":")
+        digest = _fromhex(dtext[colon + 1:])
+        if digest is None:
+            raise FormatError("d-ng digest %r is not hex" % dtext[colon + 1:][:80], None, "d-ng")
+        if colon < 0:
+            dfield = digest
+        else:
+            dfield = dtext[:colon + 1] + b"\x00" + digest
+        if b"\x00" in ntext:
+            raise FormatError("n-ng: NUL inside the name", None, "n-ng")
+        nfield = ntext + b"\x00"
+        tdata = struct.pack(fmt, len(dfield)) + dfield + struct.pack(fmt, len(nfield)) + nfield
+        if name == "ima-sig":
+            tdata += struct.pack(fmt, 0)
+        return ImaEntry(pcr, th, name, tdata, None, alg, big_endian)
+    if name == "ima":
+        sp = rest.find(b" ")
+        if sp < 0:
+            raise FormatError("'ima' entry needs <digest> <name>", None, "n")
+        d = _fromhex(rest[:sp])
+        if d is None or len(d) != IMA_DIGEST_SIZE:
+            raise FormatError("'ima' digest %r is not 20 bytes of hex" % rest[:sp][:60], None,
+                              "d")
+        fname = rest[sp + 1:]
+        if len(fname) > IMA_EVENT_NAME_LEN_MAX or b"\x00" in fname:
+            raise FormatError("'ima' name of %d bytes (at most %d, no NUL)"
+                              % (len(fname), IMA_EVENT_NAME_LEN_MAX), None, "n")
+        tdata = d + struct.pack(fmt, len(fname)) + fname
+        return ImaEntry(pcr, th, name, tdata, None, alg, big_endian)
+    ids = template_fields(name)
+    if ids is None:
+        return ImaEntry(pcr, th, name, None, None, alg, big_endian, b" " + rest)
+    return ImaEntry(pcr, th, name, _ascii_fields(name, ids, rest, big_endian), None, alg,
+                    big_endian)
 
 
-def parse_ima_ascii(data: bytes, source: str | None = None) -> list:
-    """Decode an ascii measurement list (one entry per line)."""
+def parse_ima_ascii(data: bytes, source: str | None = None, big_endian: bool = False,
+                    template_hash_alg: int | None = None) -> list:
+    """Decode an ascii measurement list (one entry per line) into :class:`ImaEntry` objects.
+
+    Each line's binary template data is rebuilt from its fields, so entries
+    replay and check like binary ones (``big_endian``: rebuild it for a
+    big-endian host's kernel). ``template_hash_alg``: the list's algorithm;
+    by default inferred from the template hash size (20 SHA-1, 32 SHA-256,
+    48 SHA-384, 64 SHA-512). Blank lines are skipped. Errors are
+    :class:`FormatError` whose message names the line number and whose
+    ``offset`` is the byte offset of the line.
+    """
+    if not isinstance(data, bytes):
+        data = bytes(data)
     out: list = []
+    append = out.append
+    names: dict = {}
     pos = 0
     lineno = 0
-    n = len(data)
-    while pos < n:
-        end = data.find(b"\n", pos)
-        if end < 0:
-            end = n
+    for line in data.split(b"\n"):
         lineno += 1
-        line = bytes(data[pos:end])
         start = pos
-        pos = end + 1
-        if not line.strip():
+        pos += len(line) + 1
+        if not line or line.isspace():
             continue
         try:
-            text = line.decode("utf-8")
-        except UnicodeError:
-            text = line.decode("latin-1")
-        parts = text.split(" ")
-        parts = [p for p in parts if p != ""] if parts[0] == "" else parts
-        where = "line %d" % lineno
-        if len(parts) < 4:
-            err = FormatError("%s: %d fields, an entry has at least 4" % (where, len(parts)),
-                              start, "line", source)
-            err.parsed_count = len(out)
-            raise err
-        try:
-            pcr = int(parts[0])
-            if not _is_hex(parts[1]) or len(parts[1]) // 2 not in _SIZE_TO_ALG:
-                raise FormatError("%s: template hash %r" % (where, parts[1]), None,
-                                  "template_hash")
-            entry = entry_from_ascii_fields(pcr, bytes.fromhex(parts[1]), parts[2], parts[3:],
-                                            where)
-        except (ValueError, SpecError) as e:
-            err = FormatError(getattr(e, "message", None) or "%s: %s" % (where, e), start,
-                              "line", source)
-            err.parsed_count = len(out)
-            raise err from None
-        entry.offset = start
-        out.append(entry)
+            e = _ascii_entry(line, names, big_endian, template_hash_alg)
+        except SpecError as err:
+            exc = FormatError("line %d: %s" % (lineno, err.message), start,
+                              err.field or "line", source)
+            exc.parsed_count = len(out)
+            raise exc from None
+        e.offset = start
+        append(e)
     return out
 
 
 def encode_ima_ascii_line(e: ImaEntry) -> bytes:
-    """The kernel's ascii form of an entry (ima_ascii_measurements_show)."""
-    fields = e.fields()
-    parts = ["%2d" % e.pcr, bytes(e.template_hash).hex(), e.template_name]
-    for f in fields:
-        d = bytes(f.data)
-        if f.name in ("d-ng", "d-modsig", "d-ngv2"):
-            sep = d.find(b":\x00")
-            parts.append(d.hex() if sep < 0 else d[:sep].decode() + ":" + d[sep + 2:].hex())
-        elif f.name in ("n-ng", "n"):
-            parts.append(d.rstrip(b"\x00").decode("utf-8", "replace"))
-        elif f.name == "d":
-            parts.append(d.hex())
-        else:
-            parts.append(d.hex())
-    while len(parts) > 5 and parts[-1] == "":
-        parts.pop()
-    return (" ".join(parts) + "\n").encode()
+    """The kernel's ascii form of an entry (``ima_ascii_measurements_show``), newline included."""
+    head = ("%2d " % e.pcr).encode() + bytes(e.template_hash).hex().encode() + b" " + \
+        e.template_name.encode()
+    if e.template_data is None:
+        return head + (e.ascii_tail or b"") + b"\n"
+    problem = e.template_problem()
+    if problem is not None:
+        raise EncodeError("entry at %s: %s" % (e.offset, problem), e.offset, "template_data")
+    if e.field_ids() is None:
+        raise EncodeError("template %r has unknown field types; the kernel's ascii form of "
+                          "its fields is unknown" % e.template_name, e.offset, "template_name")
+    parts = [head]
+    for f in e.fields():
+        parts.append(b" ")
+        if f.data:
+            parts.append(field_to_ascii(f.name, f.data, f.big_endian))
+    parts.append(b"\n")
+    return b"".join(parts)
+
+
+def encode_ima_ascii(entries: list) -> bytes:
+    """An ascii list of ``entries``."""
+    return b"".join([encode_ima_ascii_line(e) for e in entries])
 
 
 def detect_ima(data: bytes) -> str | None:
     """``"ascii"``, ``"binary"`` or None, from the first entry."""
-    head = bytes(data[:512])
-    line = head.split(b"\n", 1)[0]
-    parts = line.split()
-    if len(parts) >= 4 and parts[0].isdigit() and parts[2].startswith(b"ima"):
-        try:
-            bytes.fromhex(parts[1].decode())
+    head = bytes(data[:4096])
+    line = head.split(b"\n", 1)[0].lstrip(b" ")
+    parts = line.split(b" ")
+    if len(parts) >= 4 and _is_number(parts[0]):
+        th = _fromhex(parts[1])
+        if th is not None and len(th) in _SIZE_TO_ALG and parts[2] and \
+                all(0x21 <= ch <= 0x7E for ch in parts[2]):
             return "ascii"
-        except ValueError:
-            pass
-    if len(head) >= 32:
-        pcr = struct.unpack_from("<I", head, 0)[0]
-        nlen = struct.unpack_from("<I", head, 24)[0]
-        if pcr < 64 and 3 <= nlen <= 32 and head[28:28 + nlen].startswith(b"ima"):
-            return "binary"
+    if sniff_ima_binary(head) is not None:
+        return "binary"
     return None
 
 
-def to_cc_mr(entries: list, pcr_field: str = "auto") -> list:
-    """The entries re-indexed as CC MR indexes (for IMA over TDX RTMRs).
+# -- register mapping -----------------------------------------------------------------------
 
-    ``pcr_field``: ``"rtmr"``: the field is an RTMR number (MR = field + 1, as
-    IMA-over-RTMR kernels log it, e.g. ``2`` for RTMR2); ``"pcr"``: a PCR
-    number, mapped by UEFI 2.10 (PCR 10 -> MR3); ``"auto"``: fields 0..3 are
-    RTMRs, others PCRs.
+
+def to_cc_mr(entries: list, pcr_field: str = "auto") -> list:
+    """The entries re-indexed as CC MR indexes (``index``; ``pcr`` keeps the logged field).
+
+    ``pcr_field`` says what the list's PCR field means:
+
+    - ``"rtmr"``: an RTMR number, as IMA-over-RTMR kernels log it (``2`` for
+      RTMR2): MR index = field + 1;
+    - ``"pcr"``: a TPM PCR number, mapped as UEFI 2.10 §38.4.1 maps PCRs onto
+      CC MRs (PCR 10 -> MR3, see :func:`shared_spec.registers.pcr_to_cc_mr`);
+    - ``"auto"`` (default): fields 0..3 are RTMRs, anything else a PCR.
+
+    A field with no CC MR (a PCR above 15, an RTMR above 3) raises
+    :class:`UnsupportedError` rather than being placed silently.
     """
+    if pcr_field not in ("auto", "rtmr", "pcr"):
+        raise UnsupportedError("pcr_field must be auto, rtmr or pcr, not %r" % pcr_field, None,
+                               "pcr_field")
     out = []
-    for e in entries:
+    for i, e in enumerate(entries):
         if pcr_field == "rtmr" or (pcr_field == "auto" and e.pcr <= 3):
-            mr = e.pcr + 1
+            mr = e.pcr + 1 if e.pcr <= 3 else None
         else:
-            mapped = pcr_to_cc_mr(e.pcr)
-            mr = mapped if mapped is not None else e.pcr
+            mr = pcr_to_cc_mr(e.pcr)
+        if mr is None:
+            raise UnsupportedError("IMA entry #%d: %s field %d has no CC MR" % (
+                i, "RTMR" if pcr_field == "rtmr" else "PCR", e.pcr), e.offset, "pcr")
         out.append(e.copy_with_index(mr))
     return out
 
 
+# -- checks ---------------------------------------------------------------------------------
+
+
 def check_entries(entries: list, hashes: HashProvider) -> list:
-    """Template hash mismatches, violations, and boot_aggregate placement."""
+    """Findings about a measurement list (never raises for content).
+
+    - ``IMA_TEMPLATE_HASH_MISMATCH`` (error): the logged template hash is not
+      the logged algorithm's hash of the template data (entry number and path named);
+    - ``IMA_VIOLATION`` (warning): a violation entry (extends 0xFF);
+    - ``IMA_TEMPLATE_DATA_MALFORMED`` (error): template data that its template
+      cannot hold;
+    - ``IMA_TEMPLATE_UNVERIFIABLE`` (warning): an ascii entry of a template
+      whose fields are unknown, so its hash cannot be recomputed;
+    - ``IMA_TEMPLATE_HASH_UNCHECKED`` (info, once per algorithm): no
+      implementation of the list's algorithm here;
+    - ``IMA_BOOT_AGGREGATE_NOT_FIRST`` (error): a ``boot_aggregate`` entry
+      exists but the list does not start with one.
+    """
     findings = []
+    unchecked: dict = {}
+    first_boot = -1
     for i, e in enumerate(entries):
+        th = e.template_hash
+        if first_boot < 0 and e.template_data is not None and \
+                e.file_name_bytes() == b"boot_aggregate":
+            first_boot = i
         if e.is_violation:
-            findings.append(Finding("IMA_VIOLATION", SEVERITY_WARNING,
-                                    "IMA entry #%d (%s) is a violation (extends 0xFF)"
-                                    % (i, e.file_name()), e.index, i, e.offset))
+            findings.append(Finding(
+                "IMA_VIOLATION", SEVERITY_WARNING,
+                "IMA entry #%d (%s) is a violation: logged with a zero template hash, "
+                "extended as 0xFF" % (i, e.file_name()), e.index, i, e.offset,
+                {"path": e.file_name()}))
             continue
-        if e.template_name != "ima":
-            try:
-                split_fields(e.template_data)
-            except SpecError as err:
+        if e.template_data is None:
+            findings.append(Finding(
+                "IMA_TEMPLATE_UNVERIFIABLE", SEVERITY_WARNING,
+                "IMA entry #%d: template %r has unknown fields; its template hash cannot be "
+                "recomputed from the ascii line" % (i, e.template_name), e.index, i, e.offset,
+                {"template": e.template_name}))
+            continue
+        problem = e.template_problem()
+        if problem is not None:
+            findings.append(Finding(
+                "IMA_TEMPLATE_DATA_MALFORMED", SEVERITY_ERROR,
+                "IMA entry #%d: %s" % (i, problem), e.index, i, e.offset,
+                {"template": e.template_name}))
+        alg = e.template_hash_alg
+        want = e.template_digest(alg, hashes)
+        if want is None:
+            if alg not in unchecked:
+                unchecked[alg] = True
                 findings.append(Finding(
-                    "IMA_TEMPLATE_DATA_MALFORMED", SEVERITY_ERROR,
-                    "IMA entry #%d: template data is not a field sequence: %s"
-                    % (i, err.message), e.index, i, e.offset))
-        if not hashes.supports(e.template_hash_alg):
+                    "IMA_TEMPLATE_HASH_UNCHECKED", SEVERITY_INFO,
+                    "no %s implementation here: IMA template hashes not checked"
+                    % alg_name(alg), e.index, i, e.offset))
             continue
-        want = hashes.digest(e.template_hash_alg, e.hashed_data())
-        if want != bytes(e.template_hash):
+        if want != th:
+            path = e.file_name()
             findings.append(Finding(
                 "IMA_TEMPLATE_HASH_MISMATCH", SEVERITY_ERROR,
                 "IMA entry #%d (%s): template hash is not the %s of its template data"
-                % (i, e.file_name(), alg_name(e.template_hash_alg)), e.index, i, e.offset,
-                {"logged": bytes(e.template_hash).hex(), "computed": want.hex()}))
-    names = [e.file_name() for e in entries]
-    if "boot_aggregate" in names and names[0] != "boot_aggregate":
-        findings.append(Finding("IMA_BOOT_AGGREGATE_NOT_FIRST", SEVERITY_ERROR,
-                                "boot_aggregate is entry #%d, not the first"
-                                % names.index("boot_aggregate")))
+                % (i, path, alg_name(alg)), e.index, i, e.offset,
+                {"path": path, "logged": bytes(th).hex(), "computed": want.hex()}))
+    if first_boot > 0:
+        findings.append(Finding(
+            "IMA_BOOT_AGGREGATE_NOT_FIRST", SEVERITY_ERROR,
+            "boot_aggregate is entry #%d; the list starts with %r" % (
+                first_boot, entries[0].file_name()), entries[first_boot].index, first_boot,
+            entries[first_boot].offset))
     return findings
+
+
+# -- boot aggregate -------------------------------------------------------------------------
 
 
 def boot_aggregate(pcr_values: dict, alg: int, hashes: HashProvider,
                    include_8_9: bool | None = None) -> bytes:
-    """H(PCR0 || ... || PCR7 [|| PCR8 || PCR9]) as ima_calc_boot_aggregate computes it.
+    """H(PCR0 || ... || PCR7 [|| PCR8 || PCR9]) as ``ima_calc_boot_aggregate_tfm`` computes it.
 
-    PCRs 8 and 9 are included for every bank but SHA-1 (kernel 5.8+), unless
-    ``include_8_9`` says otherwise. ``pcr_values``: {pcr: value of bank ``alg``}.
+    ``pcr_values``: {pcr: value in bank ``alg``}. Since Linux 5.8 PCRs 8 and 9
+    are included for every bank but SHA-1; ``include_8_9`` None follows that
+    rule, True/False forces it (older kernels hashed PCRs 0-7 only). The kernel
+    picks the bank of its IMA hash algorithm if allocated, else SHA-256, else
+    SHA-1; the d-ng field of the ``boot_aggregate`` entry names it.
     """
     if include_8_9 is None:
         include_8_9 = alg != ALG_SHA1
-    regs = list(range(8)) + ([8, 9] if include_8_9 else [])
-    size = digest_size(alg) or 0
-    data = b"".join(bytes(pcr_values.get(i, b"\x00" * size)) for i in regs)
-    return hashes.digest(alg, data)
+    size = digest_size(alg)
+    regs = list(range(10 if include_8_9 else 8))
+    parts = []
+    for i in regs:
+        v = pcr_values.get(i)
+        if v is None:
+            raise FormatError("boot_aggregate needs PCR %d" % i, None, "pcr_values")
+        if size is not None and len(v) != size:
+            raise FormatError("PCR %d value is %d bytes, %s needs %d" % (
+                i, len(v), alg_name(alg), size), None, "pcr_values")
+        parts.append(bytes(v))
+    return hashes.digest(alg, b"".join(parts))
 
 
 def tdx_boot_aggregate(mrs: dict, hashes: HashProvider) -> bytes:
-    """SHA-384(MRTD || RTMR0 || RTMR1 || RTMR2): {CC MR index: value}."""
-    return hashes.digest(ALG_SHA384, b"".join(bytes(mrs[i]) for i in range(4)))
+    """SHA-384(MRTD || RTMR0 || RTMR1 || RTMR2), ``mrs`` keyed by CC MR index 0..3.
+
+    The boot_aggregate of IMA-over-RTMR kernels (cc-trusted-api evidence):
+    the register values before IMA's first extend.
+    """
+    parts = []
+    for i in range(4):
+        v = mrs.get(i)
+        if v is None or len(v) != 48:
+            raise FormatError("tdx boot_aggregate needs 48-byte CC MR %d" % i, None, "mrs")
+        parts.append(bytes(v))
+    return hashes.digest(ALG_SHA384, b"".join(parts))
 
 
-def template_hash_alg_from_name(name: str) -> int | None:
-    return alg_from_name(name)
+def logged_boot_aggregate(entries: list) -> tuple | None:
+    """``(alg id or None, digest)`` of the first ``boot_aggregate`` entry, or None.
+
+    The alg id comes from the d-ng algorithm name (``ima``-template entries,
+    always SHA-1, give ALG_SHA1).
+    """
+    for e in entries:
+        if e.template_data is not None and e.file_name_bytes() == b"boot_aggregate":
+            fd = e.file_digest()
+            if fd is None:
+                return None
+            algo, digest = fd
+            return (ALG_SHA1 if algo is None else alg_from_name(algo), digest)
+    return None
+
+
+def decode_field(name: str, data: bytes) -> dict | None:
+    """A description of one field (see :func:`shared_spec.ima_templates.describe_field`)."""
+    out = describe_field(name, data)
+    del out["field"]
+    return out or None
 
 
 class PaddedSha1Entry:
@@ -527,7 +911,10 @@ class PaddedSha1Entry:
     ima_calc_field_array_hash: "for unmapped TPM algorithms digest is still a
     padded SHA1" — when IMA starts before the bank's algorithm is available
     (e.g. SHA-384/512 built as modules), that bank receives the entry's SHA-1
-    template digest followed by zeros.
+    template digest followed by zeros. A violation still extends 0xFF over the
+    whole bank (ima_init_digests fills the bank's full digest size for every
+    algorithm the kernel can name; only for a TPM algorithm it has no name for
+    would it be 20 bytes of 0xFF, padded).
     """
 
     extends = True
@@ -543,7 +930,7 @@ class PaddedSha1Entry:
         if size is None:
             return None
         if self.entry.is_violation:
-            return b"\xff" * size
+            return _ffs(size)
         sha1 = self.entry.digest_for(ALG_SHA1, hashes)
         if sha1 is None:
             return None
