@@ -4,7 +4,7 @@ Keys and defaults (lists are space-separated):
 
 ============== ============================================================
 rootfs_mode    ``tree`` | ``identity`` | ``verity``            (tree)
-include        paths to measure                  (/usr + stable /etc files)
+include        paths to measure          (/usr + stable /etc files, see below)
 exclude        exclude patterns (see shared_spec.manifest)   (none)
 xattrs         recorded xattrs          (security.capability security.ima)
 ima_policy     policy file inside the initrd, empty for none (empty)
@@ -14,23 +14,39 @@ tdx_rtmr       RTMR number extended (CC MR index = rtmr + 1)   (3)
 tsm_dir        TSM measurement-register directory
                (/sys/devices/virtual/misc/tdx_guest/measurements)
 tsm_register   register file name, ``{n}`` = RTMR number     (rtmr{n}:sha384)
+tdx_device     legacy TDX guest device (TDX_CMD_EXTEND_RTMR ioctl), used
+               when the TSM register file is absent          (/dev/tdx_guest)
 tpm_pcr        PCR extended                                   (15)
 tpm_device     TPM character device; /dev/tpm0 is tried next  (/dev/tpmrm0)
 on_error       ``halt`` | ``continue``                         (halt)
 log_dir        where logs and the manifest go                 (/run/cvmchain)
 ============== ============================================================
+
+The default ``include``: ``/usr`` and the files under ``/etc`` that a cloud
+image's first boot leaves alone, so their manifest is predictable at image
+build time and the same at every boot. Left out on purpose, because the
+first boot rewrites them: ``/etc/passwd``, ``/etc/group``, ``/etc/shadow``
+and ``/etc/sudoers.d`` (cloud-init creates the default user), ``/etc/fstab``
+(cloud-init's ``mounts`` module adds swap and ephemeral disks),
+``/etc/hostname`` and ``/etc/hosts``, ``/etc/machine-id``,
+``/etc/systemd/system`` (systemd applies presets at first boot),
+``/etc/ssh`` (host keys, cloud-init's sshd drop-ins), ``/etc/apt`` (mirror
+selection) and ``/etc/resolv.conf``. An include path that does not exist is
+recorded as absent (an ``x`` line), so one list serves every distribution.
 """
 
 DEFAULT_INCLUDE = (
     "/usr",
     "/etc/os-release",
-    "/etc/fstab",
-    "/etc/passwd",
-    "/etc/group",
+    "/etc/debian_version",
     "/etc/shells",
     "/etc/nsswitch.conf",
     "/etc/ld.so.conf",
-    "/etc/default/grub",
+    "/etc/ld.so.conf.d",
+    "/etc/pam.d",
+    "/etc/security",
+    "/etc/modprobe.d",
+    "/etc/sudoers",
 )
 
 DEFAULTS = {
@@ -44,6 +60,7 @@ DEFAULTS = {
     "tdx_rtmr": "3",
     "tsm_dir": "/sys/devices/virtual/misc/tdx_guest/measurements",
     "tsm_register": "rtmr{n}:sha384",
+    "tdx_device": "/dev/tdx_guest",
     "tpm_pcr": "15",
     "tpm_device": "/dev/tpmrm0",
     "on_error": "halt",
@@ -65,6 +82,7 @@ class ConfigError(Exception):
 def parse_config(text: str) -> dict:
     """Parse agent.conf text into a dict with every key (defaults filled in)."""
     conf = dict(DEFAULTS)
+    seen = {}
     lineno = 0
     for line in text.split("\n"):
         lineno += 1
@@ -78,6 +96,10 @@ def parse_config(text: str) -> dict:
         value = value.strip()
         if key not in DEFAULTS:
             raise ConfigError("line %d: unknown key %r" % (lineno, key))
+        if key in seen:
+            raise ConfigError("line %d: %s given again (first on line %d)"
+                              % (lineno, key, seen[key]))
+        seen[key] = lineno
         choices = CHOICES.get(key)
         if choices is not None and value not in choices:
             raise ConfigError("line %d: %s=%s, expected one of %s"
@@ -95,6 +117,15 @@ def parse_config(text: str) -> dict:
     for path in conf["include"].split():
         if not path.startswith("/"):
             raise ConfigError("include path %r is not absolute" % path)
+    if not conf["include"].split() and conf["rootfs_mode"] == "tree":
+        raise ConfigError("include is empty: rootfs_mode=tree has nothing to measure")
+    for key in ("tsm_dir", "tdx_device", "tpm_device", "log_dir"):
+        if not conf[key].startswith("/"):
+            raise ConfigError("%s=%s is not an absolute path" % (key, conf[key]))
+    if conf["ima_policy"] and not conf["ima_policy"].startswith("/"):
+        raise ConfigError("ima_policy=%s is not an absolute path" % conf["ima_policy"])
+    if "/" in conf["tsm_register"] or not conf["tsm_register"]:
+        raise ConfigError("tsm_register=%s must be a file name" % conf["tsm_register"])
     return conf
 
 

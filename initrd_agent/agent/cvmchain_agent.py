@@ -1,366 +1,311 @@
-"""cvmchain agent: measure the root file system and the IMA policy before switch_root.
+"""cvmchain agent: measure the configuration, the IMA policy and the root file system
+before switch_root.
 
-Run by MicroPython in the initrd, after the real root is mounted read-only:
+Run by MicroPython in the initrd, after the real root is mounted read-only::
 
     micropython cvmchain_agent.py --root /root [--config /etc/cvmchain/agent.conf]
 
-In order: the configuration, the IMA policy (measured, then loaded), the root
-file system, and a final ``cvmchain:leave-initrd`` marker. For every event
-and every root of trust (TDX register through the kernel's TSM
-measurement-register file, vTPM through /dev/tpmrm0): the record is appended
-to that root's log and synced, THEN the register is extended. Exit codes:
-0 measured, 1 halted (a step failed and on_error=halt), 2 bad configuration.
+In this order (one event each, see ``shared_spec.agent_events``):
+
+1. ``cvmchain:agent-config:sha384:<hex>``: the configuration file's bytes;
+2. ``cvmchain:ima-policy:sha384:<hex>`` (then the policy is loaded into the
+   kernel) or ``cvmchain:ima-policy:none``;
+3. ``cvmchain:rootfs:tree|identity|verity:...``: the root file system;
+4. ``cvmchain:leave-initrd``, right before switch_root.
+
+Roots of trust (``roots=auto`` takes every one present): the TDX RTMR
+``tdx_rtmr`` (TSM measurement-register file, else the legacy ioctl), logged
+to ``<log_dir>/ccel.log``; the vTPM PCR ``tpm_pcr`` (all active banks),
+logged to ``<log_dir>/tpm.log``. For every event and root the record is
+appended to the log and synced, THEN the register is extended; nothing is
+extended that was not logged first.
+
+Failure policy (``on_error``): ``halt`` (default) stops at the first step
+that cannot be measured, logged or extended, with a console message naming
+it, and exits 1; the boot script must then stop the boot. ``continue``
+logs and extends ``cvmchain:error:<step>:<message>`` instead and goes on; a
+root whose log cannot be written, or that refuses even the error event, is
+dropped (with a message), since nothing can be recorded there any more.
+
+Exit codes: 0 measured; 1 halted (on_error=halt); 2 bad configuration
+(the boot script stops the boot too); 3 nothing could be recorded (no root
+of trust, or every root dropped) and on_error=continue: the boot goes on,
+unmeasured, as configured.
+
+Test-only options: ``--securityfs``, ``--proc``, ``--sys``, ``--dev`` move
+the kernel interfaces to a prepared directory.
 """
 
+import os
 import sys
 import time
 
 import agentconf
 import libc
+from eventlog import LogError, LogFile
+from tdx import ExtendError, TdxRoot
+from tpm import TpmError, TpmRoot
 
 from shared_spec import agent_events as ae
-from shared_spec import tpm2
-from shared_spec.algorithms import ALG_SHA384, alg_name, digest_size
+from shared_spec.algorithms import ALG_SHA384
 from shared_spec.event_types import EV_EVENT_TAG, EV_NO_ACTION
-from shared_spec.registers import cc_mr_label
-from shared_spec.tcg_log import SpecIdEvent, encode_pcr_event2, encode_spec_id_header
-
-_open = libc.open_
-_write = libc.write
-_read = libc.read
-_close = libc.close
-_fsync = libc.fsync
-O_RDONLY = libc.O_RDONLY
-O_WRONLY = libc.O_WRONLY
-O_RDWR = libc.O_RDWR
-O_CREAT = libc.O_CREAT
-O_TRUNC = libc.O_TRUNC
-O_APPEND = libc.O_APPEND
 
 EXIT_OK = 0
 EXIT_HALT = 1
 EXIT_CONFIG = 2
+EXIT_UNMEASURED = 3
 
-ERRNO_NAMES = {1: "EPERM", 2: "ENOENT", 5: "EIO", 13: "EACCES", 16: "EBUSY", 22: "EINVAL",
-               28: "ENOSPC", 30: "EROFS"}
-
-
-class AgentError(Exception):
-    """A step failed; the message says what and where."""
+USAGE = ("usage: cvmchain_agent.py [--root DIR] [--config FILE] "
+         "[--securityfs DIR] [--proc DIR] [--sys DIR] [--dev DIR]")
 
 
-def errno():
-    return libc.errno()
-
-
-def _err(e):
-    return "%s (%d)" % (ERRNO_NAMES.get(e, "errno"), e)
+class Halt(Exception):
+    """on_error=halt and something failed; the message says what."""
 
 
 def say(msg):
     print("cvmchain: " + msg)
 
 
-def read_file(path):
-    with open(path, "rb") as f:
-        return f.read()
+def _ms():
+    return time.ticks_ms()
 
 
-def exists(path):
-    import os
-
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
+def _seconds(start):
+    return "%.2f s" % (time.ticks_diff(time.ticks_ms(), start) / 1000)
 
 
-class LogFile:
-    """An agent log in TCG crypto-agile format; every record synced before the extend."""
-
-    def __init__(self, path, algorithms, header_index):
-        self.path = path
-        self.algorithms = algorithms
-        spec = SpecIdEvent(algorithms=[(a, digest_size(a)) for a in algorithms],
-                           vendor_info=b"cvmchain")
-        self._write(encode_spec_id_header(spec, header_index), O_CREAT | O_TRUNC)
-
-    def _write(self, data, extra=0):
-        fd = _open(self.path.encode() + b"\x00", O_WRONLY | O_APPEND | extra, 0o644)
-        if fd < 0:
-            raise AgentError("cannot open %s for writing: %s" % (self.path, _err(errno())))
+def _mkdirs(path):
+    parts = path.strip("/").split("/")
+    cur = ""
+    for p in parts:
+        cur += "/" + p
         try:
-            if _write(fd, data, len(data)) != len(data):
-                raise AgentError("short write to %s: %s" % (self.path, _err(errno())))
-            if _fsync(fd) != 0:
-                raise AgentError("fsync %s: %s" % (self.path, _err(errno())))
-        finally:
-            _close(fd)
-
-    def append(self, index, event_type, digests, data):
-        self._write(encode_pcr_event2(index, event_type, digests, data))
+            os.mkdir(cur)
+        except OSError:
+            pass
 
 
-class TsmRoot:
-    """A TDX RTMR through a TSM measurement-register file (48-byte write = extend)."""
+class Recorder:
+    """Log, then extend, one event in every root; applies the failure policy."""
 
-    def __init__(self, conf):
-        self.rtmr = int(conf["tdx_rtmr"])
-        self.index = self.rtmr + 1
-        self.path = conf["tsm_dir"].rstrip("/") + "/" + conf["tsm_register"].replace(
-            "{n}", str(self.rtmr))
-        self.algorithms = [ALG_SHA384]
-        self.label = cc_mr_label(self.index)
-        self.log = None
+    def __init__(self, roots, hashes, halt):
+        self.roots = roots
+        self.hashes = hashes
+        self.halt = halt
 
-    def present(self):
-        return exists(self.path)
+    def labels(self):
+        return ", ".join(r.label for r in self.roots) or "nothing"
 
-    def read(self):
-        value = read_file(self.path)
-        if len(value) != 48:
-            raise AgentError("%s: read %d bytes, expected 48" % (self.path, len(value)))
-        return value
-
-    def open_log(self, log_dir):
-        self.log = LogFile(log_dir + "/ccel.log", self.algorithms, 1)
-        initial = self.read()
-        data = ae.encode_event_data(ae.initial_value_descriptor(ALG_SHA384, initial))
-        self.log.append(self.index, EV_NO_ACTION, [(ALG_SHA384, b"\x00" * 48)], data)
-
-    def extend(self, digests):
-        d = digests[ALG_SHA384]
-        fd = _open(self.path.encode() + b"\x00", O_WRONLY, 0)
-        if fd < 0:
-            raise AgentError("cannot open %s: %s" % (self.path, _err(errno())))
+    def _log_and_extend(self, root, data):
+        digests = [(alg, self.hashes.digest(alg, data)) for alg in root.algorithms]
         try:
-            n = _write(fd, d, 48)
-            if n != 48:
-                raise AgentError("extend of %s rejected: %s" % (self.path, _err(errno())))
-        finally:
-            _close(fd)
+            root.log.append(root.index, EV_EVENT_TAG, digests, data)
+        except LogError as e:
+            return False, "log", str(e)
+        try:
+            root.extend(digests, self.hashes)
+        except (ExtendError, TpmError, OSError) as e:
+            return True, "extend", "%s: %s" % (root.label, e)
+        return True, None, None
 
-
-class TpmRoot:
-    """A vTPM PCR through the kernel's resource manager, every active bank at once."""
-
-    def __init__(self, conf):
-        self.index = int(conf["tpm_pcr"])
-        self.device = conf["tpm_device"]
-        self.label = "PCR %d" % self.index
-        self.algorithms = []
-        self.log = None
-        self.fd = -1
-
-    def present(self):
-        if not exists(self.device) and exists("/dev/tpm0"):
-            self.device = "/dev/tpm0"
-        return exists(self.device)
-
-    def _transact(self, cmd, what):
-        if self.fd < 0:
-            self.fd = _open(self.device.encode() + b"\x00", O_RDWR, 0)
-            if self.fd < 0:
-                raise AgentError("cannot open %s: %s" % (self.device, _err(errno())))
-        if _write(self.fd, cmd, len(cmd)) != len(cmd):
-            raise AgentError("%s: write to %s failed: %s" % (what, self.device, _err(errno())))
-        buf = bytearray(4096)
-        n = _read(self.fd, buf, len(buf))
-        if n < 0:
-            raise AgentError("%s: read from %s failed: %s" % (what, self.device, _err(errno())))
-        return bytes(buf[:n])
-
-    def open_log(self, log_dir):
-        sel = tpm2.parse_get_capability_pcrs(self._transact(tpm2.get_capability_pcrs(),
-                                                            "GetCapability"))
-        self.algorithms = [alg for alg, pcrs in sel if pcrs and digest_size(alg)]
-        if not self.algorithms:
-            raise AgentError("%s reports no active PCR bank" % self.device)
-        self.log = LogFile(log_dir + "/tpm.log", self.algorithms, 0)
-
-    def read(self):
-        return tpm2.parse_pcr_read(self._transact(tpm2.pcr_read(self.algorithms, [self.index]),
-                                                  "PCR_Read"))
-
-    def extend(self, digests, hashes):
-        before = self.read()
-        cmd = tpm2.pcr_extend(self.index, [(a, digests[a]) for a in self.algorithms])
-        tpm2.check_response(self._transact(cmd, "PCR_Extend"), "TPM2_PCR_Extend")
-        after = self.read()
-        for alg in self.algorithms:
-            want = hashes.extend(alg, before[alg][self.index], digests[alg])
-            if after.get(alg, {}).get(self.index) != want:
-                raise AgentError("PCR %d bank %s did not take the extend" % (self.index,
-                                                                             alg_name(alg)))
+    def record(self, descriptor):
+        """Record ``descriptor`` everywhere; raises :class:`Halt` under on_error=halt."""
+        data = ae.encode_event_data(descriptor)
+        for root in list(self.roots):
+            logged, what, msg = self._log_and_extend(root, data)
+            if what is None:
+                continue
+            say("%s failed: %s" % (what, msg))
+            if self.halt:
+                raise Halt("%s failed: %s" % (what, msg))
+            if logged:
+                err = ae.encode_event_data(ae.error_descriptor(what, msg))
+                _, what2, msg2 = self._log_and_extend(root, err)
+                if what2 is None:
+                    continue
+                say("cannot record the error in %s either: %s" % (root.label, msg2))
+            self.roots.remove(root)
+            say("%s dropped: nothing more can be recorded there" % root.label)
 
 
 class Agent:
-    def __init__(self, conf, conf_bytes, root, hashes, securityfs):
+    """The measurement steps, in order; see the module docstring."""
+
+    def __init__(self, conf, conf_bytes, hashes, root, paths):
         self.conf = conf
         self.conf_bytes = conf_bytes
-        self.root = root.rstrip("/")
         self.hashes = hashes
-        self.securityfs = securityfs
-        self.roots = []
+        self.root = root.rstrip("/") or "/"
+        self.paths = paths
         self.halt = conf["on_error"] == "halt"
+        self.rec = None
 
-    def select_roots(self):
+    def fail(self, msg):
+        """A failure outside a step: halt, or say it and go on (on_error=continue)."""
+        say(msg)
+        if self.halt:
+            raise Halt(msg)
+
+    # -- roots of trust -------------------------------------------------------
+
+    def open_roots(self):
         wanted = self.conf["roots"]
         candidates = []
-        if wanted in ("auto", "tdx", "tdx,tpm", "tpm,tdx"):
-            candidates.append(TsmRoot(self.conf))
-        if wanted in ("auto", "tpm", "tdx,tpm", "tpm,tdx"):
+        if wanted != "tpm":
+            candidates.append(TdxRoot(self.conf))
+        if wanted != "tdx":
             candidates.append(TpmRoot(self.conf))
+        log_dir = self.conf["log_dir"]
+        _mkdirs(log_dir)
+        roots = []
         for r in candidates:
-            if r.present():
-                self.roots.append(r)
-            elif wanted != "auto":
-                raise AgentError("root of trust %s not found (%s)" % (
-                    r.label, getattr(r, "path", getattr(r, "device", "?"))))
-        if not self.roots:
-            raise AgentError("no TDX measurement register (%s/%s) and no TPM (%s, /dev/tpm0)"
-                             % (self.conf["tsm_dir"], self.conf["tsm_register"],
-                                self.conf["tpm_device"]))
-        import os
+            if not r.probe():
+                if wanted != "auto":
+                    self.fail("root of trust %s not found (%s)" % (r.label, r.where()))
+                continue
+            try:
+                if isinstance(r, TpmRoot):
+                    r.open(self.hashes)
+                r.log = LogFile(log_dir + "/" + r.log_name, r.algorithms, r.header_index)
+                for alg, value in r.initial_values():
+                    data = ae.encode_event_data(ae.initial_value_descriptor(alg, value))
+                    zero = [(a, b"\0" * len(self.hashes.digest(a, b""))) for a in r.algorithms]
+                    r.log.append(r.index, EV_NO_ACTION, zero, data)
+            except (LogError, ExtendError, TpmError, OSError) as e:
+                self.fail("cannot use %s: %s" % (r.label, e))
+                continue
+            roots.append(r)
+        if not roots:
+            self.fail("no root of trust: no TDX measurement register (%s) and no TPM (%s)"
+                      % (candidates[0].where() if wanted != "tpm" else "not wanted",
+                         candidates[-1].where() if wanted != "tdx" else "not wanted"))
+        self.rec = Recorder(roots, self.hashes, self.halt)
+        return roots
 
-        try:
-            os.mkdir(self.conf["log_dir"])
-        except OSError:
-            pass
-        for r in self.roots:
-            r.open_log(self.conf["log_dir"])
-
-    def record(self, descriptor):
-        """Log then extend ``descriptor`` in every root; an extend failure raises."""
-        data = ae.encode_event_data(descriptor)
-        for r in self.roots:
-            digests = {}
-            for alg in r.algorithms:
-                digests[alg] = self.hashes.digest(alg, data)
-            r.log.append(r.index, EV_EVENT_TAG, [(a, digests[a]) for a in r.algorithms], data)
-            if isinstance(r, TpmRoot):
-                r.extend(digests, self.hashes)
-            else:
-                r.extend(digests)
+    # -- steps ------------------------------------------------------------------
 
     def step(self, name, fn):
-        t = time.ticks_ms() if hasattr(time, "ticks_ms") else int(time.time() * 1000)
+        """Run one measurement: record its event, or fail by the policy."""
+        start = _ms()
         try:
             descriptor, detail = fn()
-        except Exception as e:
+        except Exception as e:  # any failure to measure is reported, never skipped
             msg = "%s failed: %s" % (name, e)
             say(msg)
             if self.halt:
-                raise AgentError(msg) from None
-            self.record(ae.error_descriptor(name, str(e)))
+                raise Halt(msg) from None
+            self.rec.record(ae.error_descriptor(name, str(e)))
+            say("%s: error event recorded -> %s" % (name, self.rec.labels()))
             return
-        self.record(descriptor)
-        now = time.ticks_ms() if hasattr(time, "ticks_ms") else int(time.time() * 1000)
-        say("%s %s (%d ms) -> %s" % (name, detail, now - t,
-                                     ", ".join(r.label for r in self.roots)))
+        if descriptor is not None:  # None: the step recorded its event itself
+            self.rec.record(descriptor)
+        say("%s %s %s -> %s" % (name, detail, _seconds(start), self.rec.labels()))
 
     def measure_config(self):
         digest = self.hashes.digest(ALG_SHA384, self.conf_bytes).hex()
-        return ae.config_descriptor(digest), "sha384:" + digest[:16]
+        return ae.config_descriptor(digest), "sha384:%s.." % digest[:16]
 
     def measure_ima_policy(self):
+        import imapolicy
+
         path = self.conf["ima_policy"]
         if not path:
             return ae.IMA_POLICY_NONE, "none configured"
-        policy = read_file(path)
+        with open(path, "rb") as f:
+            policy = f.read()
         digest = self.hashes.digest(ALG_SHA384, policy).hex()
-        target = self.securityfs + "/ima/policy"
-        if self.conf["ima_policy_load"] == "path":
-            self._write_policy(target, [path.encode()], [0])
-        else:
-            rules = []
-            lines = []
-            n = 0
-            for line in policy.split(b"\n"):
-                n += 1
-                s = line.strip()
-                if s and not s.startswith(b"#"):
-                    rules.append(s)
-                    lines.append(n)
-            self._write_policy(target, rules, lines)
-        return ae.ima_policy_descriptor(digest), "sha384:%s loaded" % digest[:16]
-
-    def _write_policy(self, target, rules, lines):
-        fd = _open(target.encode() + b"\x00", O_WRONLY, 0)
-        if fd < 0:
-            raise AgentError("cannot open %s: %s" % (target, _err(errno())))
-        try:
-            for i in range(len(rules)):
-                rule = rules[i]
-                lineno = lines[i]
-                data = rule + b"\n"
-                if _write(fd, data, len(data)) != len(data):
-                    raise AgentError("the kernel rejected IMA policy line %d (%s): %s"
-                                     % (lineno, rule.decode(), _err(errno())))
-        finally:
-            if _close(fd) != 0:
-                raise AgentError("the kernel rejected the IMA policy: %s" % _err(errno()))
+        # measured (logged and extended) before the kernel sees it; a load
+        # failure is then reported on its own (halt, or an error event)
+        self.rec.record(ae.ima_policy_descriptor(digest))
+        securityfs = self.paths["securityfs"]
+        imapolicy.ensure_securityfs(securityfs)
+        n = imapolicy.load(securityfs + "/ima/policy", policy, path,
+                           self.conf["ima_policy_load"] == "path")
+        how = "by path" if self.conf["ima_policy_load"] == "path" else "%d rules" % n
+        return None, "sha384:%s.. (%s loaded)" % (digest[:16], how)
 
     def measure_rootfs(self):
         mode = self.conf["rootfs_mode"]
-        if mode != "tree":
-            raise AgentError("rootfs_mode=%s is not implemented yet" % mode)
-        import tree
+        if mode == "tree":
+            import tree
 
-        path = self.conf["log_dir"] + "/rootfs.manifest"
-        digest, count, nbytes = tree.write_manifest(
-            self.root.encode(), self.conf["include"].split(), self.conf["exclude"].split(),
-            self.conf["xattrs"].split(), self.hashes, path)
-        return (ae.rootfs_tree_descriptor(digest),
-                "tree sha384:%s (%d entries, %d MB)" % (digest[:16], count,
-                                                        nbytes // 1000000))
+            digest, count, nbytes = tree.write_manifest(
+                self.root.encode(), self.conf["include"].split(),
+                self.conf["exclude"].split(), self.conf["xattrs"].split(), self.hashes,
+                self.conf["log_dir"] + "/rootfs.manifest")
+            return (ae.rootfs_tree_descriptor(digest),
+                    "tree sha384:%s.. (%d entries, %d MB)" % (digest[:16], count,
+                                                              nbytes // 1000000))
+        import rootdev
+
+        dev = rootdev.RootDevice(self.root, self.paths["proc"], self.paths["sys"],
+                                 self.paths["dev"])
+        if mode == "identity":
+            fstype, uuid, label, partuuid = dev.identity()
+            return (ae.rootfs_identity_descriptor(fstype, uuid, label, partuuid),
+                    "identity %s %s %s UUID=%s LABEL=%s PARTUUID=%s"
+                    % (dev.name, dev.source, fstype, uuid, label, partuuid or "-"))
+        root_hash = dev.verity_root_hash()
+        return ae.rootfs_verity_descriptor(root_hash), "verity %s root hash %s" % (dev.name,
+                                                                                   root_hash)
 
     def run(self):
-        self.select_roots()
+        """The whole measurement; returns the exit code (raises :class:`Halt`)."""
+        self.open_roots()
+        if not self.rec.roots:
+            say("NOT MEASURED: nothing can be recorded; the boot continues (on_error=continue)")
+            return EXIT_UNMEASURED
         self.step("config", self.measure_config)
         self.step("ima-policy", self.measure_ima_policy)
         self.step("rootfs", self.measure_rootfs)
-        self.record(ae.LEAVE_INITRD)
-        say("leave-initrd recorded; %d events in %s" % (4, ", ".join(r.label for r in self.roots)))
+        self.rec.record(ae.LEAVE_INITRD)
+        if not self.rec.roots:
+            say("NOT MEASURED: every root of trust was dropped; the boot continues "
+                "(on_error=continue)")
+            return EXIT_UNMEASURED
+        say("leave-initrd recorded -> %s" % self.rec.labels())
+        return EXIT_OK
+
+
+def parse_args(argv):
+    opts = {"root": "/root", "config": "/etc/cvmchain/agent.conf",
+            "securityfs": "/sys/kernel/security", "proc": "/proc", "sys": "/sys", "dev": "/dev"}
+    i = 1
+    while i < len(argv):
+        key = argv[i][2:] if argv[i].startswith("--") else None
+        if key not in opts or i + 1 >= len(argv):
+            raise ValueError("bad argument %s; %s" % (argv[i], USAGE))
+        opts[key] = argv[i + 1]
+        i += 2
+    return opts
 
 
 def main(argv):
-    root = "/root"
-    config = "/etc/cvmchain/agent.conf"
-    securityfs = "/sys/kernel/security"
-    i = 1
-    while i < len(argv):
-        if argv[i] == "--root":
-            root = argv[i + 1]
-            i += 2
-        elif argv[i] == "--config":
-            config = argv[i + 1]
-            i += 2
-        elif argv[i] == "--securityfs":
-            securityfs = argv[i + 1]
-            i += 2
-        else:
-            say("unknown argument %s" % argv[i])
-            return EXIT_CONFIG
     try:
-        conf_bytes = read_file(config)
+        opts = parse_args(argv)
+    except ValueError as e:
+        say(str(e))
+        return EXIT_CONFIG
+    try:
+        with open(opts["config"], "rb") as f:
+            conf_bytes = f.read()
         conf = agentconf.parse_config(conf_bytes.decode())
     except OSError as e:
-        say("cannot read configuration %s: %s" % (config, e))
+        say("cannot read the configuration %s: %s" % (opts["config"], libc.describe(e.errno)
+                                                      if e.errno else e))
         return EXIT_CONFIG
     except (agentconf.ConfigError, UnicodeError) as e:
-        say("bad configuration %s: %s" % (config, e))
+        say("bad configuration %s: %s" % (opts["config"], e))
         return EXIT_CONFIG
     import mbedhash
 
-    agent = Agent(conf, conf_bytes, root, mbedhash.provider(), securityfs)
+    agent = Agent(conf, conf_bytes, mbedhash.provider(), opts["root"], opts)
     try:
-        agent.run()
-    except (AgentError, OSError, tpm2.TpmResponseError) as e:
-        say("HALT: %s" % e)
+        return agent.run()
+    except Halt as e:
+        say("HALT: %s; the boot stops here (on_error=halt)" % e)
         return EXIT_HALT
-    return EXIT_OK
 
 
 if __name__ == "__main__":
