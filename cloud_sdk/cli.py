@@ -8,8 +8,17 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cloud_sdk import cli_eventlog, cli_quote, cli_verify, demo
+from cloud_sdk import (
+    cli_eventlog,
+    cli_evidence,
+    cli_quote,
+    cli_quote_get,
+    cli_registers,
+    cli_verify,
+    demo,
+)
 from cloud_sdk.errors import CvmchainError
+from image_rewriter import cli as cli_rewrite
 from shared_spec.errors import SpecError
 
 EXIT_OK = 0
@@ -25,8 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     cli_eventlog.register(sub)
     cli_quote.register(sub)
+    cli_quote_get.register(sub)
     cli_verify.register(sub)
+    cli_rewrite.register(sub)
     demo.register(sub)
+    cli_registers.register(sub)
+    cli_evidence.register(sub)
     return parser
 
 

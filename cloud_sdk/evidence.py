@@ -31,6 +31,7 @@ BLOB_KINDS = {
     "ima_ascii": "IMA ascii_runtime_measurements",
     "quote": "TDX quote",
     "tdreport": "TDX TDREPORT",
+    "kernel_cmdline": "the kernel command line (/proc/cmdline)",
 }
 
 Registers = dict[str, dict[int, dict[int, bytes]]]

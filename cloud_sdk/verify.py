@@ -15,6 +15,7 @@ Every conclusion is a :class:`shared_spec.findings.Finding` with a stable code:
 ``ROOTFS_MANIFEST_MISMATCH``   the manifest in the evidence does not hash to the log
 ``IMA_POLICY_MISMATCH``        the IMA policy measured differs from the reference
 ``AGENT_CONFIG_MISMATCH``      the agent configuration differs from the reference
+``KERNEL_CMDLINE_MISSING_ARG``  the booted command line lacks an argument the rewriter added
 =============================  =====================================================
 """
 
@@ -81,7 +82,23 @@ def verify(evidence: Evidence, reference: Reference | None = None,
     for kind in roots:
         _check_agent_log(kind, evidence, reference, chain, verdict.findings)
     _check_rootfs(evidence, reference, chain, roots, reference_manifest, verdict.findings)
+    _check_cmdline(evidence, reference, verdict.findings)
     return verdict
+
+
+def _check_cmdline(evidence: Evidence, reference: Reference, findings: list[Finding]) -> None:
+    """The arguments the rewriter added (IMA template, hash) are on the booted cmdline."""
+    blob = evidence.blob("kernel_cmdline")
+    wanted = reference.image.get("kernel_cmdline_add") or []
+    if blob is None or not wanted:
+        return
+    words = blob.decode("utf-8", "replace").split()
+    for arg in wanted:
+        if arg not in words:
+            findings.append(Finding(
+                "KERNEL_CMDLINE_MISSING_ARG", SEVERITY_ERROR,
+                "the kernel booted without %s, which the reference's image adds" % arg,
+                evidence={"cmdline": " ".join(words), "missing": arg}))
 
 
 def _check_agent_log(kind: str, evidence: Evidence, reference: Reference, chain: ChainResult,

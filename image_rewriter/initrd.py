@@ -68,8 +68,8 @@ _LZ4_LEGACY_MAGIC = 0x184C2102
 _LZ4_MAX_BLOCK = (8 << 20) + (8 << 20) // 255 + 16  # LZ4_COMPRESSBOUND(8 MiB)
 _NONZERO = re.compile(rb"[^\x00]")
 
-# mkinitramfs' default levels (zstd and lz4: 9; the others: the tool's default).
-_DEFAULT_LEVEL = {GZIP: 9, ZSTD: 9, XZ: 6, LZMA: 6, LZ4: 9, BZIP2: 9}
+# mkinitramfs' default levels (zstd and lz4: 9; the others: the tool's default, gzip 6).
+_DEFAULT_LEVEL = {GZIP: 6, ZSTD: 9, XZ: 6, LZMA: 6, LZ4: 9, BZIP2: 9}
 _TOOL_PACKAGE = {ZSTD: "zstd", LZ4: "lz4"}
 
 

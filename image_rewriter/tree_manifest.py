@@ -13,6 +13,7 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
+from image_rewriter.rootfs_walk import top_includes
 from shared_spec.manifest import (
     DEFAULT_XATTRS,
     TYPE_ABSENT,
@@ -66,7 +67,11 @@ def _xattrs(path: bytes, names: Iterable[str]) -> list[tuple[bytes, bytes]]:
 
 def walk_tree(root: str | Path, includes: Iterable[str], excludes: Iterable[str] = (),
               xattr_names: Iterable[str] = DEFAULT_XATTRS) -> list[ManifestEntry]:
-    """Manifest entries for ``includes`` (absolute paths inside ``root``)."""
+    """Manifest entries for ``includes`` (absolute paths inside ``root``).
+
+    ``includes`` is materialised once (it may be an iterator).
+    """
+    includes = list(includes)
     root_b = os.fsencode(str(root)).rstrip(b"/")
     excl = list(excludes)
     names = list(xattr_names)
@@ -74,10 +79,10 @@ def walk_tree(root: str | Path, includes: Iterable[str], excludes: Iterable[str]
     entries: list[ManifestEntry] = []
     hashed: dict[tuple[int, int], str] = {}
     for inc in includes:
-        rel = os.fsencode(inc)
-        if not rel.startswith(b"/"):
+        if not os.fsencode(inc).startswith(b"/"):
             raise TreeWalkError("include path %r is not absolute" % inc)
-        rel = rel.rstrip(b"/") or b"/"
+    # as the agent: an include inside another include is walked once, as part of it
+    for rel in top_includes(includes):
         if is_excluded(rel, excl):
             continue
         try:

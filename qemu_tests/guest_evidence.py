@@ -18,6 +18,7 @@ AGENT_FILES = {
     "agent_tpm_log": "/run/cvmchain/tpm.log",
     "agent_ccel_log": "/run/cvmchain/ccel.log",
     "rootfs_manifest": "/run/cvmchain/rootfs.manifest",
+    "kernel_cmdline": "/proc/cmdline",
 }
 
 

@@ -13,9 +13,7 @@ found there when the running interpreter does not see it. The backend defaults t
 
 from __future__ import annotations
 
-import importlib
 import os
-import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -23,28 +21,20 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from image_rewriter import appliance
+from image_rewriter.errors import ApplianceError
+
 from .accel import kvm_works
 from .errors import GuestfsError
 from .paths import images_dir
-
-DEBIAN_DIST_PACKAGES = "/usr/lib/python3/dist-packages"
 
 
 def guestfs_module() -> ModuleType:
     """Import libguestfs' Python binding (Debian package python3-guestfs)."""
     try:
-        return importlib.import_module("guestfs")
-    except ImportError:
-        if DEBIAN_DIST_PACKAGES not in sys.path:
-            sys.path.append(DEBIAN_DIST_PACKAGES)
-        try:
-            return importlib.import_module("guestfs")
-        except ImportError as exc:
-            raise GuestfsError(
-                "libguestfs' Python binding is not importable (install python3-guestfs and "
-                f"use a Python {sys.version_info.major}.{sys.version_info.minor} that can "
-                f"load it from {DEBIAN_DIST_PACKAGES})"
-            ) from exc
+        return appliance.guestfs_module()
+    except ApplianceError as exc:
+        raise GuestfsError(str(exc)) from exc
 
 
 def _refuse_base_image(image: Path) -> None:

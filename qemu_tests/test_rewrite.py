@@ -1,0 +1,328 @@
+"""The image rewriter end to end: rewrite the test guest image, boot it, verify the chain.
+
+One rewrite (``cvmchain rewrite``, the real command) of the cached guest image per test
+session, and a second rewrite of its output (idempotence). Each scenario boots the
+twice-rewritten image (or an overlay of it, changed with libguestfs) under QEMU + OVMF
++ swtpm and checks what the verifier says against the reference file the first rewrite
+wrote.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from cloud_sdk.evidence import Evidence
+from cloud_sdk.reference import Reference
+from cloud_sdk.verify import load_reference_manifest, verify
+from image_rewriter.initrd import FileSpec, add_files, read_initrd
+from qemu_tests.disk import make_overlay
+from qemu_tests.errors import GuestTimeout
+from qemu_tests.guest_evidence import collect_guest_evidence, parse_pcrread
+from qemu_tests.guestfs_io import mounted
+from shared_spec import agent_events as ae
+from shared_spec.algorithms import ALG_SHA256, alg_from_name
+from shared_spec.manifest import parse_manifest
+
+pytestmark = pytest.mark.qemu
+
+AGENT_DONE = "cvmchain: leave-initrd recorded"
+AGENT_TIMEOUT = 600.0
+
+
+@dataclass
+class Rewritten:
+    image: Path
+    reference_path: Path
+    report: dict
+    reference: Reference
+
+    @property
+    def manifest(self) -> bytes:
+        data = load_reference_manifest(self.reference_path, self.reference)
+        assert data is not None
+        return data
+
+
+def run_rewrite(src: Path, out: Path, *extra: str) -> Rewritten:
+    """``cvmchain rewrite SRC -o OUT --json`` as a user runs it."""
+    argv = [sys.executable, "-m", "cloud_sdk.cli", "rewrite", str(src), "-o", str(out),
+            "--json", *extra]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=1200, check=False)
+    assert done.returncode == 0, done.stderr[-4000:]
+    report = json.loads(done.stdout)
+    ref_path = Path(report["reference"])
+    return Rewritten(out, ref_path, report, Reference.load(ref_path))
+
+
+@pytest.fixture(scope="session")
+def rewrite_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("rewrite")
+
+
+@pytest.fixture(scope="session")
+def rewritten(guest_image: Path, rewrite_dir: Path) -> Rewritten:
+    """The cached guest image rewritten once with the defaults (plus the exports)."""
+    out = rewrite_dir / "cvm.qcow2"
+    return run_rewrite(guest_image, out, "--keylime-policy", str(rewrite_dir / "keylime.json"),
+                       "--cel-json", str(rewrite_dir / "agent.cel.json"))
+
+
+@pytest.fixture(scope="session")
+def rewritten_twice(rewritten: Rewritten, rewrite_dir: Path) -> Rewritten:
+    """:func:`rewritten`'s output rewritten again with the same options."""
+    return run_rewrite(rewritten.image, rewrite_dir / "cvm2.qcow2")
+
+
+def _image_state(image: Path) -> dict[str, str]:
+    """SHA-256 of the files a rewrite touches outside the measured tree."""
+    out = {}
+    with mounted(image) as g:
+        for name in sorted(g.ls("/boot")):
+            if name.startswith(("initrd.img-", "vmlinuz-")):
+                out["/boot/" + name] = g.checksum("sha256", "/boot/" + name)
+        for path in ("/boot/grub/grub.cfg", "/etc/default/grub.d/cvmchain.cfg",
+                     "/etc/cvmchain/agent.conf", "/etc/cvmchain/ima-policy"):
+            out[path] = g.checksum("sha256", path) if g.is_file(path) else "absent"
+    return out
+
+
+def test_rewrite_twice_gives_the_same_image_and_reference(
+        guest_image: Path, rewritten: Rewritten, rewritten_twice: Rewritten) -> None:
+    one, two = rewritten.reference.to_json(), rewritten_twice.reference.to_json()
+    for doc in (one, two):
+        doc["image"].pop("input")
+        doc["image"].pop("output")
+    assert one == two
+    assert rewritten.manifest == rewritten_twice.manifest
+    assert rewritten.report["grub_updated"] is True
+    assert rewritten_twice.report["grub_updated"] is False, "update-grub ran again"
+    assert rewritten_twice.report["kernel_args_added"] == rewritten.report["kernel_args_added"]
+    assert _image_state(rewritten.image) == _image_state(rewritten_twice.image)
+    # every linux line carries each argument once (checked on the generated grub.cfg)
+    with mounted(rewritten_twice.image) as g:
+        cfg = g.cat("/boot/grub/grub.cfg")
+    for line in cfg.splitlines():
+        words = line.split()
+        if words[:1] == ["linux"]:
+            for arg in rewritten.reference.image["kernel_cmdline_add"]:
+                assert words.count(arg) == 1, line
+
+
+def test_reference_manifest_lists_the_image_files(rewritten: Rewritten) -> None:
+    """The reference manifest is the image's tree: spot-check entries against libguestfs."""
+    entries = {e.path: e for e in parse_manifest(rewritten.manifest)}
+    assert hashlib.sha384(rewritten.manifest).hexdigest() == \
+        rewritten.reference.rootfs["manifest_sha384"]
+    with mounted(rewritten.image) as g:
+        checked = 0
+        for path in ("/usr/bin/bash", "/usr/lib/cvmchain/agent/cvmchain_agent.py",
+                     "/usr/lib/os-release"):
+            assert g.is_file(path) and not g.is_symlink(path), path
+            entry = entries[path.encode()]
+            assert entry.content == g.checksum("sha384", path), path
+            assert entry.size == g.filesize(path), path
+            checked += 1
+        assert checked == 3
+    # the agent installed itself inside the measured tree
+    assert b"/usr/share/initramfs-tools/hooks/cvmchain" in entries
+
+
+IMA_ASCII = "/sys/kernel/security/ima/ascii_runtime_measurements"
+
+
+def _boot_and_collect(vm, image: Path) -> tuple[Evidence, list[str]]:
+    """Boot ``image``, collect the evidence and the file names the IMA list measured."""
+    machine = vm(overlay=image, login=False)
+    machine.expect(AGENT_DONE, timeout=AGENT_TIMEOUT)
+    machine.wait_for_login()
+    evidence = collect_guest_evidence(machine)
+    names = machine.check("cut -d' ' -f5- %s" % IMA_ASCII).splitlines()
+    machine.shutdown()
+    return evidence, names
+
+
+def _verify(evidence: Evidence, rw: Rewritten, artifacts: Path):
+    evidence.save(artifacts / "evidence.json")
+    verdict = verify(evidence, rw.reference, rw.manifest)
+    (artifacts / "verdict.json").write_text(json.dumps(verdict.to_dict(), indent=1))
+    return verdict
+
+
+def test_rewritten_image_boots_and_verifies(vm, artifacts_dir: Path, rewritten: Rewritten,
+                                            rewritten_twice: Rewritten) -> None:
+    """Scenarios 1, 5 and 6: the twice-rewritten image boots, and everything the agent
+    extends equals the first rewrite's predictions."""
+    image = make_overlay(rewritten_twice.image, artifacts_dir.parent / "baseline.qcow2")
+    evidence, ima_names = _boot_and_collect(vm, image)
+    verdict = _verify(evidence, rewritten, artifacts_dir)
+    assert verdict.verified, [f.to_dict() for f in verdict.findings]
+
+    # PCR 15 as tpm2_pcrread reads it equals the reference's prediction, every bank
+    live = evidence.registers["pcr"]
+    ref = rewritten.reference
+    assert ref.pcr_index == 15
+    banks = set(live[15])
+    assert ALG_SHA256 in banks
+    for alg in banks:
+        assert live[15][alg] == ref.pcr_values[alg], alg
+
+    # the agent's log: its events are the reference's, in order
+    from shared_spec.tcg_log import parse_tcg_log
+
+    log = parse_tcg_log(evidence.blobs["agent_tpm_log"])
+    descs = [ae.decode_event_data(e.data) for e in log.events if e.event_type != 3]
+    assert descs == [e.descriptor for e in ref.events]
+
+    # the IMA policy the kernel holds is the one measured. Debian's kernel cannot read
+    # it back (no CONFIG_IMA_READ_POLICY), so look at what it measures: executables
+    # (BPRM_CHECK, in the policy) yes, files root merely read (the built-in tcb policy's
+    # FILE_CHECK rule) no.
+    assert ref.ima_policy is not None and "func=BPRM_CHECK" in ref.ima_policy["text"]
+    assert ima_names[0].startswith("boot_aggregate")
+    assert "/usr/bin/bash" in ima_names
+    assert "/etc/passwd" not in ima_names and "/etc/shadow" not in ima_names
+    # ... and the IMA list replays to PCR 10
+    pcr10 = [r for r in verdict.chain.registers if r.index == 10 and r.index_kind == "pcr"]
+    assert pcr10 and all(r.matches for r in pcr10)
+
+
+def test_tpm2_eventlog_replays_the_agent_log(vm, artifacts_dir: Path,
+                                             rewritten: Rewritten) -> None:
+    """Debian's tpm2_eventlog (an independent parser) replays the agent's log to the
+    reference's PCR 15 values."""
+    image = make_overlay(rewritten.image, artifacts_dir.parent / "eventlog.qcow2")
+    machine = vm(overlay=image, login=False)
+    machine.expect(AGENT_DONE, timeout=AGENT_TIMEOUT)
+    machine.wait_for_login()
+    out = machine.check("tpm2_eventlog /run/cvmchain/tpm.log")
+    live = parse_pcrread(machine.check("tpm2_pcrread"))
+    (artifacts_dir / "tpm2_eventlog.yaml").write_text(out)
+    replayed = parse_pcrread(out[out.index("pcrs:"):])
+    assert replayed[15], out[-2000:]
+    for alg, value in replayed[15].items():
+        assert value == rewritten.reference.pcr_values[alg]
+        assert value == live[15][alg]
+
+
+def _flip_byte(g, path: str) -> None:
+    data = bytearray(g.read_file(path))
+    data[len(data) // 2] ^= 0x01
+    mode = g.stat(path)["mode"] & 0o7777
+    g.write(path, bytes(data))
+    g.chmod(mode, path)
+
+
+TAMPERED = "/usr/share/doc/bash/README"
+
+
+def test_tampered_usr_file_is_named(vm, artifacts_dir: Path, rewritten: Rewritten) -> None:
+    """Scenario 2: one byte of one file under /usr changed offline."""
+    image = make_overlay(rewritten.image, artifacts_dir.parent / "tampered.qcow2")
+    with mounted(image, readonly=False) as g:
+        target = TAMPERED if g.is_file(TAMPERED) else "/usr/share/common-licenses/GPL-3"
+        _flip_byte(g, target)
+    evidence, _ = _boot_and_collect(vm, image)
+    verdict = _verify(evidence, rewritten, artifacts_dir)
+    assert not verdict.verified
+    codes = {f.code for f in verdict.findings}
+    assert "ROOTFS_DIGEST_MISMATCH" in codes
+    changed = [f for f in verdict.findings if f.code == "ROOTFS_FILE_CHANGED"]
+    assert [f.message for f in changed] == ["changed: %s" % target]
+    main = next(f for f in verdict.findings if f.code == "ROOTFS_DIGEST_MISMATCH")
+    assert target in main.message
+    # nothing else differs: the register still replays, only the rootfs event differs
+    assert {c for c in codes if c.startswith("AGENT_") and c != "AGENT_EVENT_MISMATCH"} == set()
+
+
+def _replace_in_initrd(g, files: dict[str, bytes]) -> None:
+    for name in g.ls("/boot"):
+        if not name.startswith("initrd.img-"):
+            continue
+        path = "/boot/" + name
+        initrd = read_initrd(g.read_file(path))
+        g.write(path, add_files(initrd, {k: FileSpec(content=v, mode=0o644)
+                                         for k, v in files.items()}, method="merge"))
+
+
+def test_tampered_ima_policy_fails_on_its_digest(vm, artifacts_dir: Path,
+                                                 rewritten: Rewritten) -> None:
+    """Scenario 3: the IMA policy the initrd loads is changed after rewriting."""
+    image = make_overlay(rewritten.image, artifacts_dir.parent / "policy.qcow2")
+    assert rewritten.reference.ima_policy is not None
+    policy = rewritten.reference.ima_policy["text"].encode()
+    evil = policy.replace(b"measure func=BPRM_CHECK", b"dont_measure func=BPRM_CHECK", 1)
+    assert evil != policy
+    with mounted(image, readonly=False) as g:
+        g.write("/etc/cvmchain/ima-policy", evil)
+        _replace_in_initrd(g, {"etc/cvmchain/ima-policy": evil})
+    evidence, ima_names = _boot_and_collect(vm, image)
+    # the changed policy is what the kernel enforces: executables are no longer measured
+    assert "/usr/bin/bash" not in ima_names
+    verdict = _verify(evidence, rewritten, artifacts_dir)
+    assert not verdict.verified
+    mismatch = [f for f in verdict.findings if f.code == "IMA_POLICY_MISMATCH"]
+    assert mismatch, [f.to_dict() for f in verdict.findings]
+    assert hashlib.sha384(evil).hexdigest()[:16] in json.dumps([f.to_dict() for f in mismatch])
+
+
+def test_no_vtpm_halts_the_boot(vm, artifacts_dir: Path, rewritten: Rewritten) -> None:
+    """Scenario 4a: without a vTPM (and no TDX) the agent halts the boot in the initrd."""
+    image = make_overlay(rewritten.image, artifacts_dir.parent / "notpm.qcow2")
+    machine = vm(overlay=image, tpm=False, login=False)
+    machine.expect("cvmchain: no root of trust", timeout=AGENT_TIMEOUT)
+    machine.expect("boot halted", timeout=120)
+    with pytest.raises(GuestTimeout):
+        machine.expect("login:", timeout=30)
+    assert "Hostname set to" not in machine.console_tail(200)
+
+
+def test_no_vtpm_with_on_error_continue_boots_and_fails_verification(
+        vm, artifacts_dir: Path, rewritten: Rewritten) -> None:
+    """Scenario 4b: on_error=continue boots on unmeasured; the verifier says so."""
+    image = make_overlay(rewritten.image, artifacts_dir.parent / "continue.qcow2")
+    conf = rewritten.reference.agent_config.replace("on_error=halt", "on_error=continue")
+    assert conf != rewritten.reference.agent_config
+    with mounted(image, readonly=False) as g:
+        _replace_in_initrd(g, {"etc/cvmchain/agent.conf": conf.encode()})
+    machine = vm(overlay=image, tpm=False, login=False)
+    machine.expect("cvmchain: no root of trust", timeout=AGENT_TIMEOUT)
+    machine.expect("booting unmeasured", timeout=AGENT_TIMEOUT)
+    machine.wait_for_login()
+    evidence = collect_guest_evidence(machine)
+    verdict = _verify(evidence, rewritten, artifacts_dir)
+    assert not verdict.verified
+    assert verdict.findings and verdict.findings[0].severity == "error"
+
+
+def test_keylime_and_cel_exports(rewritten: Rewritten, rewrite_dir: Path) -> None:
+    """Keylime's policy lists every measured regular file with its ima_hash (sha256)
+    digest; the CEL-JSON records are the predicted events."""
+    keylime = json.loads((rewrite_dir / "keylime.json").read_text())
+    files = {e.path.decode() for e in parse_manifest(rewritten.manifest) if e.type == "f"}
+    assert set(keylime["digests"]) == files
+    with mounted(rewritten.image) as g:
+        for path in ("/usr/bin/bash", "/usr/lib/cvmchain/agent/cvmchain_agent.py"):
+            assert keylime["digests"][path] == [g.checksum("sha256", path)]
+    cel = json.loads((rewrite_dir / "agent.cel.json").read_text())
+    ours = [r for r in cel if r.get("pcr") == 15]
+    assert len(ours) == len(rewritten.reference.events)
+    for rec, ev in zip(ours, rewritten.reference.events, strict=True):
+        for d in rec["digests"]:
+            alg = alg_from_name(d["hashAlg"])
+            assert alg is not None
+            assert bytes.fromhex(d["digest"]) == ev.digests[alg]
+
+
+def test_manifest_file_is_gzip(rewritten: Rewritten) -> None:
+    path = rewritten.reference_path.parent / rewritten.reference.rootfs["manifest_file"]
+    assert gzip.decompress(path.read_bytes()) == rewritten.manifest
+    assert re.fullmatch(r"[0-9a-f]{96}", rewritten.reference.rootfs["manifest_sha384"])
