@@ -43,8 +43,9 @@ from typing import Protocol, runtime_checkable
 
 from cloud_sdk.errors import BackendError, CvmchainError
 from cloud_sdk.evidence import Evidence
-from cloud_sdk.tdx_backend import TsmRegisters
+from cloud_sdk.sysfs import read_file
 from cloud_sdk.tpm_device import TpmDevice
+from cloud_sdk.tsm_registers import TsmRegisters
 from shared_spec import tdx_report
 from shared_spec.algorithms import ALG_SHA256, ALG_SHA384, alg_name
 from shared_spec.errors import SpecError
@@ -133,19 +134,6 @@ class Backend(Protocol):
 
 
 # ---------------------------------------------------------------- file helpers
-
-
-def read_file(path: Path, what: str) -> bytes:
-    """Read ``path``; a :class:`BackendError` naming it (and the permission needed)."""
-    try:
-        return path.read_bytes()
-    except PermissionError as e:
-        raise BackendError("%s: permission denied reading %s (needs root, or read access "
-                           "to this file)" % (path, what)) from e
-    except FileNotFoundError as e:
-        raise BackendError("%s: %s is absent" % (path, what)) from e
-    except OSError as e:
-        raise BackendError("%s: cannot read %s: %s" % (path, what, e.strerror or e)) from e
 
 
 def read_optional(path: Path, what: str) -> Blob | None:

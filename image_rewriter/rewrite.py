@@ -312,7 +312,8 @@ def _install(g: Any, guest: GuestOS, opts: RewriteOptions, files: gf.FileMap,
         report.kernel_args_added = args
         all_files = gf.guest_files(initrd_files, args)
         drop_in = "/" + gf.GRUB_DROP_IN
-        grub_current = (bool(args) and g.is_file(drop_in)
+        had_drop_in = bool(g.is_file(drop_in))
+        grub_current = (bool(args) and had_drop_in
                         and g.read_file(drop_in) == all_files[gf.GRUB_DROP_IN][1]
                         and _grub_cfg_has(g, args))
         for owned in gf.OWNED_DIRS:
@@ -336,7 +337,7 @@ def _install(g: Any, guest: GuestOS, opts: RewriteOptions, files: gf.FileMap,
         report.kernels = [k.version for k in guest.kernels]
     if args and grub_current:
         report.grub_updated = False
-    elif args:
+    elif args or had_drop_in:  # arguments to add, or an earlier rewrite's to take out
         report.grub_updated = True
         if not guest.has_update_grub:
             raise GuestError("%s: kernel arguments must be added (%s) but the guest has no "
@@ -463,8 +464,9 @@ def _rewrite(opts: RewriteOptions, info: qemu_img.ImageInfo, config: AgentConfig
                 pass
     rootfs, rootfs_desc, manifest = _rootfs(opts, config, raw, guest, steps, report)
     with steps.step("reference"):
+        guest_json = {k: v for k, v in report.guest.items() if k != "free_bytes"}
         image = {"input": str(opts.input), "output": opts.output.name,
-                 "guest": report.guest, "kernels": report.kernels,
+                 "guest": guest_json, "kernels": report.kernels,
                  "kernel_cmdline_add": list(opts.cmdline_add),
                  "ima_policy_source": opts.ima_policy_source}
         from cloud_sdk import __version__
