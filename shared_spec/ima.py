@@ -32,12 +32,19 @@ every bank (``ima_add_template_entry``). :meth:`ImaEntry.digest_for` always
 hashes the template data: the logged template hash is checked against it by
 :func:`check_entries`, never trusted in its place.
 
+Speed: on CPython (:data:`FAST_PATHS`) the parsers decode the common entry
+shapes inline and pause the cyclic GC while they build entries, and
+:func:`shared_spec.replay.replay` extends runs of entries through
+:meth:`ImaEntry.extend_run`, one loop per bank. MicroPython runs the portable
+code; both give the same entries, errors and register values.
+
 IMA over TDX RTMRs: kernels that extend IMA into an RTMR log the RTMR number in
 the PCR field (the cc-trusted-api evidence logs ``2`` for RTMR2) with a SHA-384
 template hash; :func:`to_cc_mr` maps entries into the CC MR index convention.
 """
 
 import struct
+import sys
 
 from shared_spec.algorithms import (
     ALG_SHA1,
@@ -96,6 +103,39 @@ def _ffs(size: int) -> bytes:
     return v
 
 
+def _zeros(size: int) -> bytes:
+    v = _ZEROS.get(size)
+    return v if v is not None else b"\x00" * size
+
+
+# CPython speedups: struct.Struct, binascii.unhexlify and hasher.copy() (MicroPython has
+# no struct.Struct and hashers without copy()). The parsers and the batch replay take
+# them only when FAST_PATHS is true; with it false they run the portable code, which
+# gives the same entries, errors and digests (tests/test_ima_speed_paths.py compares them).
+try:
+    from binascii import unhexlify as _unhexlify
+except ImportError:  # pragma: no cover - a MicroPython build without binascii
+    _unhexlify = None  # type: ignore[assignment]
+
+#: take the CPython-only fast paths (CPython with struct.Struct and binascii)
+FAST_PATHS = (sys.implementation.name == "cpython" and _unhexlify is not None and
+              getattr(struct, "Struct", None) is not None)
+
+if FAST_PATHS:
+    import gc as _gc
+#: the NUL ending an n-ng field, then an empty sig field (u32 0, either byte order)
+_NUL_EMPTY_SIG = b"\x00" * 5
+
+
+def _gc_pause() -> bool:
+    """Pause CPython's cyclic GC while a parser builds 100,000s of entries (none of which
+    can form a cycle); True when it was running, and the caller must re-enable it."""
+    if not _gc.isenabled():
+        return False
+    _gc.disable()
+    return True
+
+
 class ImaField:
     """One template field: its id (``d-ng``) and its bytes as the kernel holds them."""
 
@@ -133,7 +173,7 @@ class ImaEntry:
     __slots__ = (
         "_calc",
         "_calc_alg",
-        "ascii_tail",
+        "_tail",
         "big_endian",
         "index",
         "offset",
@@ -150,6 +190,8 @@ class ImaEntry:
                  template_data: bytes | None, offset: int | None = None,
                  template_hash_alg: int | None = None, big_endian: bool = False,
                  ascii_tail: bytes | None = None) -> None:
+        # lean on purpose: a list holds one entry per measurement (100,000s); the
+        # digest cache (_calc_alg, _calc) and _tail are left unset until needed
         self.pcr = pcr
         self.index = pcr
         self.template_hash = template_hash
@@ -160,9 +202,17 @@ class ImaEntry:
         self.template_data = template_data
         self.offset = offset
         self.big_endian = big_endian
-        self.ascii_tail = ascii_tail
-        self._calc_alg = 0
-        self._calc = b""
+        if ascii_tail is not None:
+            self._tail: bytes | None = ascii_tail
+
+    @property
+    def ascii_tail(self) -> bytes | None:
+        """The ascii line's text after the template name (only for unknown templates)."""
+        return getattr(self, "_tail", None)
+
+    @ascii_tail.setter
+    def ascii_tail(self, value: bytes | None) -> None:
+        self._tail = value
 
     # -- replay -----------------------------------------------------------------------------
 
@@ -192,14 +242,14 @@ class ImaEntry:
 
     def template_digest(self, alg: int, hashes: HashProvider) -> bytes | None:
         """Bank ``alg``'s hash of the template data (None when unknown or not implemented)."""
-        if self._calc_alg == alg:
+        if getattr(self, "_calc_alg", 0) == alg:
             return self._calc
         data = self.hashed_data()
         if data is None or not hashes.supports(alg):
             return None
         d = hashes.oneshot(alg)(data)
-        self._calc_alg = alg
-        self._calc = d
+        self._calc_alg: int = alg
+        self._calc: bytes = d
         return d
 
     def digest_for(self, alg: int, hashes: HashProvider) -> bytes | None:
@@ -215,7 +265,7 @@ class ImaEntry:
         th = self.template_hash
         if th == _ZEROS.get(len(th)) or (len(th) not in _ZEROS and self.is_violation):
             return _ffs(size)
-        if self._calc_alg == alg:
+        if getattr(self, "_calc_alg", 0) == alg:
             return self._calc
         data = self.template_data
         if data is None:
@@ -228,6 +278,19 @@ class ImaEntry:
         self._calc_alg = alg
         self._calc = d
         return d
+
+    @staticmethod
+    def extend_run(entries: list, alg: int, hashes: HashProvider, values: dict) -> list:
+        """Extend bank ``alg`` by a run of entries at once (the batch replay hook).
+
+        :func:`shared_spec.replay.replay` calls it for consecutive ImaEntry objects:
+        ``values`` maps every register the run touches to its current value in bank
+        ``alg`` (None: no longer replayable) and is updated in place, exactly as
+        extending ``digest_for(alg, hashes)`` entry by entry would. Returns the
+        positions in ``entries`` whose digest was None (their register's value
+        became None there).
+        """
+        return _extend_run(entries, alg, hashes, values)
 
     # -- fields -----------------------------------------------------------------------------
 
@@ -324,8 +387,10 @@ class ImaEntry:
         return out
 
     def copy_with_index(self, index: int) -> "ImaEntry":
+        """A copy of this entry with ``index`` (the register it extends) replaced."""
         e = ImaEntry(self.pcr, self.template_hash, self.template_name, self.template_data,
-                     self.offset, self.template_hash_alg, self.big_endian, self.ascii_tail)
+                     self.offset, self.template_hash_alg, self.big_endian,
+                     getattr(self, "_tail", None))
         e.index = index
         return e
 
@@ -348,6 +413,76 @@ def _ima_template_parts(data: bytes, big_endian: bool) -> tuple:
     n = struct.unpack_from(">I" if big_endian else "<I", data, IMA_DIGEST_SIZE)[0]
     name = bytes(data[IMA_DIGEST_SIZE + 4:IMA_DIGEST_SIZE + 4 + min(n, _IMA_HASHED_NAME)])
     return d, name
+
+
+_UNSET = object()
+
+
+def _extend_run(entries: list, alg: int, hashes: HashProvider, values: dict) -> list:
+    """:meth:`ImaEntry.extend_run`: one pass over the run, the per-entry digest inlined."""
+    missing = []
+    ext = hashes.oneshot(alg)
+    size = digest_size(alg)
+    if size is None or not hashes.supports(alg) or (entries and type(entries[0]) is not ImaEntry):
+        # no digest of this bank for most entries, or a subclass (which may override
+        # digest_for): the per-entry protocol, unchanged
+        i = 0
+        for e in entries:
+            old = values[e.index]
+            if old is not None:
+                d = e.digest_for(alg, hashes)
+                if d is None:
+                    values[e.index] = None
+                    missing.append(i)
+                else:
+                    values[e.index] = ext(old + d)
+            i += 1
+        return missing
+    ff = _ffs(size)
+    # CPython: one hasher per bank, copied per digest (no constructor lookup per call)
+    copy = getattr(hashes.new(alg), "copy", None) if FAST_PATHS else None
+    last = _UNSET
+    cur = None
+    i = -1
+    for e in entries:
+        i += 1
+        idx = e.index
+        if idx != last:  # most lists extend one register: keep its value in a local
+            if last is not _UNSET:
+                values[last] = cur
+            last = idx
+            cur = values[idx]
+        if cur is None:
+            continue
+        th = e.template_hash
+        if not th or (th[0] == 0 and bytes(th) == _zeros(len(th))):
+            d = ff  # a violation (digest_for: all zeros logged, 0xFF extended)
+        else:
+            data = e.template_data
+            if data is None:  # ascii line of an unknown template
+                if alg != e.template_hash_alg:
+                    cur = None
+                    missing.append(i)
+                    continue
+                d = bytes(th)
+            else:
+                if e.template_name == "ima":
+                    data = e.hashed_data()
+                if copy is not None:
+                    h = copy()
+                    h.update(data)
+                    d = h.digest()
+                else:
+                    d = ext(data)
+        if copy is not None:
+            h = copy()
+            h.update(cur + d)
+            cur = h.digest()
+        else:
+            cur = ext(cur + d)
+    if last is not _UNSET:
+        values[last] = cur
+    return missing
 
 
 def make_entry(pcr: int, template_name: str, fields: list, hashes: HashProvider,
@@ -401,6 +536,19 @@ def parse_ima_binary(data: bytes, source: str | None = None,
                                % alg_name(template_hash_alg), None, "template_hash_alg", source)
     if not isinstance(data, bytes):
         data = bytes(data)
+    if not FAST_PATHS:
+        return _parse_binary(data, source, template_hash_alg, big_endian, hsize)
+    paused = _gc_pause()
+    try:
+        return _parse_binary(data, source, template_hash_alg, big_endian, hsize)
+    finally:
+        if paused:
+            _gc.enable()
+
+
+def _parse_binary(data: bytes, source: str | None, template_hash_alg: int, big_endian: bool,
+                  hsize: int) -> list:
+    """:func:`parse_ima_binary` after its argument checks."""
     fmt = ">I" if big_endian else "<I"
     unpack = struct.unpack_from
     n = len(data)
@@ -409,8 +557,36 @@ def parse_ima_binary(data: bytes, source: str | None = None,
     out: list = []
     append = out.append
     names: dict = {}
+    # CPython: the layout of the previous entry (pcr, hash, name length, name, data
+    # length) read in one unpack; taken only when the name bytes and lengths match, so
+    # every other entry, and every error, goes through the checks below
+    Struct = getattr(struct, "Struct", None) if FAST_PATHS else None
+    new = object.__new__ if Struct is not None else None
+    layouts: dict = {}
+    lay_unpack = None
+    lay_size = 0
+    lay_nlen = 0
+    lay_raw = b""
+    lay_name = ""
     try:
         while pos < n:
+            if lay_unpack is not None and n - pos >= lay_size:
+                pcr, th, nlen, nraw, dlen = lay_unpack(data, pos)
+                end = pos + lay_size + dlen
+                if nlen == lay_nlen and nraw == lay_raw and dlen <= MAX_TEMPLATE_DATA and \
+                        end <= n:
+                    # a bare entry, then every attribute ImaEntry.__init__ sets
+                    e = new(ImaEntry)  # type: ignore[misc]
+                    e.pcr = e.index = pcr
+                    e.template_hash = th
+                    e.template_hash_alg = template_hash_alg
+                    e.template_name = lay_name
+                    e.template_data = data[pos + lay_size:end]
+                    e.offset = pos
+                    e.big_endian = big_endian
+                    append(e)
+                    pos = end
+                    continue
             start = pos
             if n - pos < head:
                 raise TruncatedError("entry header needs %d bytes, %d left" % (head, n - pos),
@@ -455,6 +631,15 @@ def parse_ima_binary(data: bytes, source: str | None = None,
                 pos += 4
                 tdata = data[pos:pos + dlen]
                 pos += dlen
+                if Struct is not None:
+                    raw = data[start + head:start + head + nlen]
+                    if raw != lay_raw:
+                        lay = layouts.get(raw)
+                        if lay is None:
+                            st = Struct(fmt[0] + "I%dsI%dsI" % (hsize, nlen))
+                            lay = (st.unpack_from, st.size, nlen, raw, name)
+                            layouts[raw] = lay
+                        lay_unpack, lay_size, lay_nlen, lay_raw, lay_name = lay
             append(ImaEntry(pcr, th, name, tdata, start, template_hash_alg, big_endian))
     except SpecError as e:
         e.parsed_count = len(out)
@@ -669,6 +854,13 @@ def parse_ima_ascii(data: bytes, source: str | None = None, big_endian: bool = F
     """
     if not isinstance(data, bytes):
         data = bytes(data)
+    if FAST_PATHS:
+        paused = _gc_pause()
+        try:
+            return _parse_ascii_fast(data, source, big_endian, template_hash_alg)
+        finally:
+            if paused:
+                _gc.enable()
     out: list = []
     append = out.append
     names: dict = {}
@@ -683,10 +875,102 @@ def parse_ima_ascii(data: bytes, source: str | None = None, big_endian: bool = F
         try:
             e = _ascii_entry(line, names, big_endian, template_hash_alg)
         except SpecError as err:
-            exc = FormatError("line %d: %s" % (lineno, err.message), start,
-                              err.field or "line", source)
-            exc.parsed_count = len(out)
-            raise exc from None
+            raise _line_error(err, lineno, start, source, len(out)) from None
+        e.offset = start
+        append(e)
+    return out
+
+
+def _line_error(err: SpecError, lineno: int, start: int, source: str | None,
+                parsed: int) -> FormatError:
+    exc = FormatError("line %d: %s" % (lineno, err.message), start, err.field or "line", source)
+    exc.parsed_count = parsed
+    return exc
+
+
+def _parse_ascii_fast(data: bytes, source: str | None, big_endian: bool,
+                      template_hash_alg: int | None) -> list:
+    """:func:`parse_ima_ascii` on CPython: the same entries and errors, faster.
+
+    ima-ng lines, and ima-sig lines without a signature, are decoded inline
+    (binascii hex, a cached d-ng field head); any other line, and any line the
+    inline code does not take whole, goes through :func:`_ascii_entry` as in
+    the portable loop, which decodes it or raises.
+    """
+    out: list = []
+    append = out.append
+    names: dict = {}
+    pos = 0
+    lineno = 0
+    unhex = _unhexlify
+    pack = struct.Struct(">I" if big_endian else "<I").pack
+    pcrs: dict = {}
+    heads: dict = {}
+    want_size = None if template_hash_alg is None else digest_size(template_hash_alg)
+    size_to_alg = _SIZE_TO_ALG
+    new = object.__new__  # then every attribute ImaEntry.__init__ sets, set inline
+    for line in data.split(b"\n"):
+        lineno += 1
+        start = pos
+        pos += len(line) + 1
+        if line[:1] == b" ":
+            line = line.lstrip(b" ")
+        parts = line.split(b" ", 4)
+        if len(parts) >= 4 and (parts[2] == b"ima-ng" or parts[2] == b"ima-sig"):
+            pcr = pcrs.get(parts[0])
+            if pcr is None:
+                text = parts[0]
+                if _is_number(text) and int(text) <= 0xFFFFFFFF:
+                    pcr = int(text)
+                    pcrs[text] = pcr
+            dtext = parts[3]
+            colon = dtext.rfind(b":")
+            th = None
+            if pcr is not None and colon >= 0:
+                try:
+                    th = unhex(parts[1])
+                    digest = unhex(dtext[colon + 1:])
+                except ValueError:
+                    th = None
+            if th is not None:
+                if template_hash_alg is None:
+                    alg = size_to_alg.get(len(th))
+                elif len(th) == want_size:
+                    alg = template_hash_alg
+                else:
+                    alg = None
+                ntext = parts[4] if len(parts) == 5 else b""
+                sig = parts[2] == b"ima-sig"
+                if sig:  # only an empty signature: "<d-ng> <name> ", no space in the name
+                    if ntext.endswith(b" ") and ntext.count(b" ") == 1:
+                        ntext = ntext[:-1]
+                    else:
+                        alg = None
+                if alg is not None and pcr is not None and b"\x00" not in ntext:
+                    prefix = dtext[:colon + 1]
+                    key = (prefix, len(digest))
+                    head = heads.get(key)
+                    if head is None:
+                        head = pack(len(prefix) + 1 + len(digest)) + prefix + b"\x00"
+                        heads[key] = head
+                    tdata = b"".join((head, digest, pack(len(ntext) + 1), ntext,
+                                      _NUL_EMPTY_SIG if sig else b"\x00"))
+                    e = new(ImaEntry)
+                    e.pcr = e.index = pcr
+                    e.template_hash = th
+                    e.template_hash_alg = alg
+                    e.template_name = "ima-sig" if sig else "ima-ng"
+                    e.template_data = tdata
+                    e.offset = start
+                    e.big_endian = big_endian
+                    append(e)
+                    continue
+        if not line or line.isspace():
+            continue
+        try:
+            e = _ascii_entry(line, names, big_endian, template_hash_alg)
+        except SpecError as err:
+            raise _line_error(err, lineno, start, source, len(out)) from None
         e.offset = start
         append(e)
     return out
@@ -753,20 +1037,33 @@ def to_cc_mr(entries: list, pcr_field: str = "auto") -> list:
     if pcr_field not in ("auto", "rtmr", "pcr"):
         raise UnsupportedError("pcr_field must be auto, rtmr or pcr, not %r" % pcr_field, None,
                                "pcr_field")
-    out = []
-    for i, e in enumerate(entries):
-        if pcr_field == "rtmr" or (pcr_field == "auto" and e.pcr <= 3):
-            mr = e.pcr + 1 if e.pcr <= 3 else None
-        else:
-            mr = pcr_to_cc_mr(e.pcr)
-        if mr is None:
-            raise UnsupportedError("IMA entry #%d: %s field %d has no CC MR" % (
-                i, "RTMR" if pcr_field == "rtmr" else "PCR", e.pcr), e.offset, "pcr")
-        out.append(e.copy_with_index(mr))
-    return out
+    paused = _gc_pause() if FAST_PATHS else False
+    try:
+        out = []
+        for i, e in enumerate(entries):
+            if pcr_field == "rtmr" or (pcr_field == "auto" and e.pcr <= 3):
+                mr = e.pcr + 1 if e.pcr <= 3 else None
+            else:
+                mr = pcr_to_cc_mr(e.pcr)
+            if mr is None:
+                raise UnsupportedError("IMA entry #%d: %s field %d has no CC MR" % (
+                    i, "RTMR" if pcr_field == "rtmr" else "PCR", e.pcr), e.offset, "pcr")
+            out.append(e.copy_with_index(mr))
+        return out
+    finally:
+        if paused:
+            _gc.enable()
 
 
 # -- checks ---------------------------------------------------------------------------------
+
+
+def _may_name_boot_aggregate(data: bytes | None) -> bool:
+    """False when template data cannot name ``boot_aggregate`` (a cheap test before
+    :meth:`ImaEntry.file_name_bytes`, which decodes the fields)."""
+    if data is None:
+        return False
+    return not isinstance(data, bytes) or b"boot_aggregate" in data
 
 
 def check_entries(entries: list, hashes: HashProvider) -> list:
@@ -789,7 +1086,7 @@ def check_entries(entries: list, hashes: HashProvider) -> list:
     first_boot = -1
     for i, e in enumerate(entries):
         th = e.template_hash
-        if first_boot < 0 and e.template_data is not None and \
+        if first_boot < 0 and _may_name_boot_aggregate(e.template_data) and \
                 e.file_name_bytes() == b"boot_aggregate":
             first_boot = i
         if e.is_violation:
@@ -889,7 +1186,8 @@ def logged_boot_aggregate(entries: list) -> tuple | None:
     always SHA-1, give ALG_SHA1).
     """
     for e in entries:
-        if e.template_data is not None and e.file_name_bytes() == b"boot_aggregate":
+        if _may_name_boot_aggregate(e.template_data) and \
+                e.file_name_bytes() == b"boot_aggregate":
             fd = e.file_digest()
             if fd is None:
                 return None

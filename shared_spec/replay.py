@@ -10,6 +10,14 @@ records and IMA entries replay through the same code:
   ``alg``, or None when it carries none for that bank (the bank of that
   register then cannot be replayed and is reported, not guessed).
 
+Optionally, an event class may offer a batch form: a static method
+``extend_run(events, alg, hashes, values)`` that extends bank ``alg`` by a run of
+consecutive events of that class (all of which extend), updating ``values``
+({register: value or None}) in place, and returns the positions in the run whose
+digest was None. It must give exactly what the per-event protocol gives;
+:class:`shared_spec.ima.ImaEntry` has one, so an IMA list replays in one tight
+loop per bank.
+
 Initial values follow the platform: zeros, except PCR 0 whose last byte is the
 locality of a StartupLocality event (PC Client PFP §10.4.5.3) and PCRs 17-22
 which reset to all ones (PC Client PTP). A caller may override any initial
@@ -178,6 +186,8 @@ def replay(events: list, hashes: HashProvider, index_kind: str = INDEX_PCR,
     a digest for). ``initial``: {(index, alg): bytes} overriding reset values.
     ``hashes``: a :class:`shared_spec.hashing.HashProvider`.
     """
+    if not isinstance(events, list):
+        events = list(events)
     if algorithms is None:
         seen: dict = {}
         for ev in events:
@@ -192,7 +202,21 @@ def replay(events: list, hashes: HashProvider, index_kind: str = INDEX_PCR,
     registers: dict = {}
     findings: list = []
     missing_reported: dict = {}
-    for seq, ev in enumerate(events):
+    hook_class = None
+    hook = None
+    n_events = len(events)
+    seq = -1
+    while seq + 1 < n_events:
+        seq += 1
+        ev = events[seq]
+        cls = type(ev)
+        if cls is not hook_class:
+            hook_class = cls
+            hook = getattr(cls, "extend_run", None)
+        if hook is not None:
+            seq = _replay_run(events, seq, hook, index_kind, algorithms, hashes, init,
+                              locality, registers, findings, missing_reported)
+            continue
         index = ev.index
         if not ev.extends:
             if index_kind == INDEX_PCR and index == 0 and getattr(ev, "event_type", None) == \
@@ -239,4 +263,56 @@ def replay(events: list, hashes: HashProvider, index_kind: str = INDEX_PCR,
                                                    locality if index == 0 else 0)
     return ReplayResult(index_kind, registers, len(events), findings, list(events), hashes, init,
                         list(algorithms))
+
+
+def _replay_run(events: list, start: int, hook: "object", index_kind: str, algorithms: list,
+                hashes: HashProvider, init: dict, locality: int, registers: dict,
+                findings: list, missing_reported: dict) -> int:
+    """Replay the run of events of ``type(events[start])`` through the class's ``extend_run``.
+
+    Same registers, values and findings (in the same order) as the per-event loop
+    in :func:`replay`. Returns the sequence number of the run's last event.
+    """
+    cls = type(events[start])
+    end = start
+    n = len(events)
+    last = None
+    while end < n:  # the run's end; banks of the registers it reaches first, in order
+        ev = events[end]
+        if type(ev) is not cls:
+            break
+        index = ev.index
+        if index != last:
+            last = index
+            if index not in registers:
+                bank = {}
+                for alg in algorithms:
+                    v = init.get((index, alg))
+                    bank[alg] = v if v is not None else initial_value(index_kind, index, alg,
+                                                                       locality)
+                registers[index] = bank
+        end += 1
+    run = events if start == 0 and end == n else events[start:end]
+    missing = []
+    for apos, alg in enumerate(algorithms):
+        values = {}
+        for index in registers:
+            values[index] = registers[index][alg]
+        for pos in hook(run, alg, hashes, values):  # type: ignore[operator]
+            missing.append((start + pos, apos))
+        for index in values:
+            registers[index][alg] = values[index]
+    missing.sort()
+    for seq, apos in missing:
+        alg = algorithms[apos]
+        ev = events[seq]
+        key = (ev.index, alg)
+        if key not in missing_reported:
+            missing_reported[key] = True
+            findings.append(Finding(
+                "REPLAY_BANK_INCOMPLETE", SEVERITY_WARNING,
+                "%s bank %s: event #%d has no %s digest; bank not replayed"
+                % (register_label(index_kind, ev.index), alg_name(alg), seq, alg_name(alg)),
+                ev.index, seq, getattr(ev, "offset", None)))
+    return end - 1
 

@@ -52,7 +52,8 @@ def test_not_an_image_is_refused(tmp_path: Path) -> None:
 def test_encrypted_image_is_refused(tmp_path: Path) -> None:
     enc = tmp_path / "enc.qcow2"
     _qemu_img("create", "-f", "qcow2", "--object", "secret,id=sec0,data=passw0rd",
-              "-o", "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10", str(enc), "1G")
+              "-o", "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10",
+              str(enc), "1G")
     with pytest.raises(ImageError) as e:
         qemu_img.inspect_image(enc)
     assert "encrypted" in str(e.value) and str(enc) in str(e.value)
