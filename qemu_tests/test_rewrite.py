@@ -156,7 +156,8 @@ def _boot_and_collect(vm, image: Path) -> tuple[Evidence, list[str]]:
 
 def _verify(evidence: Evidence, rw: Rewritten, artifacts: Path):
     evidence.save(artifacts / "evidence.json")
-    verdict = verify(evidence, rw.reference, rw.manifest)
+    verdict = verify(evidence, rw.reference,
+                     load_reference_manifest(rw.reference_path, rw.reference))
     (artifacts / "verdict.json").write_text(json.dumps(verdict.to_dict(), indent=1))
     return verdict
 
