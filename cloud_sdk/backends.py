@@ -272,11 +272,15 @@ class TdxBackend:
     Registers come from the kernel's measurement-register files when the
     kernel has them, else from a TDREPORT (``ioctl`` is the system call,
     replaceable for tests). ``tsm_entry`` names an existing configfs-tsm
-    report entry to use instead of creating one.
+    report entry to use instead of creating one. ``measurements`` names
+    another TSM measurement-register directory to read instead of the
+    ``tdx_guest`` one (under ``root``), e.g. the kernel's ``tsm_mr_sample``
+    provider ``/sys/class/misc/tsm_mr_sample/measurements``.
     """
 
     root: Path = Path("/")
     tsm_entry: str | None = None
+    measurements: str | Path | None = None
     ioctl: IoctlFn = fcntl.ioctl
     name: str = field(default="tdx", init=False)
     index_kind: str = field(default=INDEX_CC_MR, init=False)
@@ -286,6 +290,9 @@ class TdxBackend:
     @property
     def measurements_dir(self) -> Path | None:
         """The TSM measurement-register directory, when the kernel exposes it."""
+        if self.measurements is not None:
+            p = self.root / str(self.measurements).lstrip("/")
+            return p if p.is_dir() else None
         for rel in (TDX_MEASUREMENTS, TDX_MEASUREMENTS_CLASS):
             p = self.root / rel
             if p.is_dir():

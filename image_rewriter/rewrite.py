@@ -30,6 +30,7 @@ The steps, each timed (see :class:`RewriteReport`):
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import json
@@ -83,6 +84,10 @@ class RewriteOptions:
     tpm_pcr: int = 15
     on_error: str = "halt"
     roots: str = "auto"
+    #: the agent's TSM measurement-register directory and file pattern (None: its defaults,
+    #: the tdx_guest ones); e.g. the tsm_mr_sample module's directory in the QEMU tests
+    tsm_dir: str | None = None
+    tsm_register: str | None = None
     reference: Path | None = None
     keylime_policy: Path | None = None
     cel_json: Path | None = None
@@ -157,6 +162,10 @@ def agent_config(opts: RewriteOptions) -> AgentConfig:
                        ima_policy=POLICY_PATH if opts.ima_policy is not None else "",
                        roots=opts.roots, tdx_rtmr=opts.tdx_rtmr, tpm_pcr=opts.tpm_pcr,
                        on_error=opts.on_error)
+    if opts.tsm_dir is not None:
+        conf = dataclasses.replace(conf, tsm_dir=opts.tsm_dir)
+    if opts.tsm_register is not None:
+        conf = dataclasses.replace(conf, tsm_register=opts.tsm_register)
     try:
         AgentConfig.parse(conf.render())
     except ConfigError as e:

@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import hashlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -49,6 +51,7 @@ from .recipe import (
     ESP_GRUB_CFG_PATHS,
     ConfigFile,
     GuestRecipe,
+    LocalFile,
     config_files,
     early_files,
     esp_grub_cfg,
@@ -128,7 +131,7 @@ def build_guest_image(
     target = out_dir / recipe.image_name
     if not force and _complete(target):
         return target
-    with _locked(out_dir / (recipe.image_name + ".lock")):
+    with locked(out_dir / (recipe.image_name + ".lock")):
         if not force and _complete(target):  # built by another process while we waited
             return target
         if os.geteuid() != 0:
@@ -152,7 +155,7 @@ def _complete(target: Path) -> bool:
 
 
 @contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
+def locked(lock_path: Path) -> Iterator[None]:
     with open(lock_path, "a+b") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
@@ -225,6 +228,7 @@ def _mmdebstrap(recipe: GuestRecipe, work: Path, root: Path) -> None:
     write_sources(recipe.suite, sources)
     early = work / "early"
     _write_files(early, early_files(recipe))
+    _stage_local_files(recipe, early)
     argv = [
         "mmdebstrap",
         "--variant=minbase",
@@ -232,10 +236,16 @@ def _mmdebstrap(recipe: GuestRecipe, work: Path, root: Path) -> None:
         "--format=directory",
         "--include=" + ",".join(recipe.packages),
         "--essential-hook=cp -rT " + str(early) + ' "$1"',
-        recipe.suite,
-        str(root),
-        str(sources),
     ]
+    if recipe.local_debs:
+        # makes the .deb paths given to --include visible to dpkg inside the chroot
+        argv.append("--hook-dir=/usr/share/mmdebstrap/hooks/file-mirror-automount")
+    for deb in recipe.local_debs:
+        _check_local(deb)
+        argv.append("--include=" + str(Path(deb.source).resolve()))
+    for command in recipe.customize:
+        argv.append('--customize-hook=chroot "$1" sh -ec ' + shlex.quote(command))
+    argv += [recipe.suite, str(root), str(sources)]
     run_command(
         argv,
         env={"SOURCE_DATE_EPOCH": str(recipe.source_date_epoch)},
@@ -243,6 +253,31 @@ def _mmdebstrap(recipe: GuestRecipe, work: Path, root: Path) -> None:
         error=ImageBuildError,
         what="mmdebstrap",
     )
+
+
+def _check_local(entry: LocalFile) -> None:
+    path = Path(entry.source)
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise ImageBuildError(f"local file {path} of the recipe: {exc}") from exc
+    if digest != entry.sha256:
+        raise ImageBuildError(f"local file {path} of the recipe has SHA-256 {digest}, "
+                              f"expected {entry.sha256}")
+
+
+def _stage_local_files(recipe: GuestRecipe, early: Path) -> None:
+    """Put the recipe's local files under ``early`` (copied into the root by a hook)."""
+    for entry in recipe.local_files:
+        _check_local(entry)
+        dest = early / entry.dest.lstrip("/")
+        for parent in reversed(dest.relative_to(early).parents):
+            d = early / parent
+            if not d.exists():
+                d.mkdir(mode=0o755)
+                d.chmod(0o755)
+        shutil.copyfile(entry.source, dest)
+        dest.chmod(entry.mode)
 
 
 def _write_files(root: Path, files: dict[str, ConfigFile]) -> None:

@@ -18,6 +18,7 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 BUILDER_VERSION = 1
 
@@ -184,6 +185,26 @@ class ConfigFile:
 
 
 @dataclass(frozen=True)
+class LocalFile:
+    """A host file that goes into the image: a ``.deb`` to install, or a file to place.
+
+    Only :attr:`sha256`, :attr:`dest` and :attr:`mode` enter the recipe key, never the host
+    path, so a cache in another directory gives the same key.
+
+    Attributes:
+        source: path of the file on the host.
+        sha256: its SHA-256 (hex), checked before the build uses it.
+        dest: path in the guest root (files only; unused for ``.deb`` files).
+        mode: permission bits in the guest (files only).
+    """
+
+    source: str
+    sha256: str
+    dest: str = ""
+    mode: int = 0o644
+
+
+@dataclass(frozen=True)
 class GuestRecipe:
     """Everything that determines a guest image.
 
@@ -198,6 +219,15 @@ class GuestRecipe:
         root_size_mib: size of the root partition (ext4).
         compress: write a compressed qcow2 (smaller, slower to build and read).
         source_date_epoch: timestamp used for reproducible file times.
+        variant: short name of a variant image (in the file name), empty for the default.
+        local_debs: ``.deb`` files from the host installed together with :attr:`packages`
+            (e.g. a pinned kernel from a newer suite).
+        local_files: host files copied into the root before any package is installed, so
+            the packages' maintainer scripts (depmod, update-initramfs) see them.
+        customize: shell commands run with ``chroot`` in the finished root, in order.
+
+    The last four fields came after :data:`BUILDER_VERSION` 1: they enter :meth:`key` only
+    when set, so the default recipe keeps its key (and its cached image).
     """
 
     suite: str = "bookworm"
@@ -210,15 +240,27 @@ class GuestRecipe:
     root_size_mib: int = 3072
     compress: bool = False
     source_date_epoch: int = 1704067200  # 2024-01-01T00:00:00Z
+    variant: str = ""
+    local_debs: tuple[LocalFile, ...] = ()
+    local_files: tuple[LocalFile, ...] = ()
+    customize: tuple[str, ...] = ()
 
     def key(self) -> str:
         """A short hex digest of the recipe, the templates and the builder version."""
-        doc = {
+        recipe = dataclasses.asdict(self)
+        doc: dict[str, Any] = {
             "builder_version": BUILDER_VERSION,
-            "recipe": dataclasses.asdict(self),
+            "recipe": recipe,
             "templates": _TEMPLATES,
             "esp_files": ESP_FILES,
         }
+        for name in _OPTIONAL_FIELDS:  # only when set: the default recipe keeps its key
+            value = recipe.pop(name)
+            if value:
+                doc[name] = value
+        for name in ("local_debs", "local_files"):
+            for entry in doc.get(name, ()):
+                del entry["source"]
         blob = json.dumps(doc, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -246,8 +288,12 @@ class GuestRecipe:
     @property
     def image_name(self) -> str:
         """File name of the cached qcow2 image for this recipe."""
-        return f"debian-{self.suite}-cvmchain-{self.key()}.qcow2"
+        variant = f"-{self.variant}" if self.variant else ""
+        return f"debian-{self.suite}{variant}-cvmchain-{self.key()}.qcow2"
 
+
+#: GuestRecipe fields added after BUILDER_VERSION 1, hashed only when they are set
+_OPTIONAL_FIELDS = ("variant", "local_debs", "local_files", "customize")
 
 DEFAULT_RECIPE = GuestRecipe()
 
