@@ -221,7 +221,7 @@ def test_tpm2_eventlog_replays_the_agent_log(vm, artifacts_dir: Path,
 def _flip_byte(g, path: str) -> None:
     data = bytearray(g.read_file(path))
     data[len(data) // 2] ^= 0x01
-    mode = g.stat(path)["mode"] & 0o7777
+    mode = g.statns(path)["st_mode"] & 0o7777
     g.write(path, bytes(data))
     g.chmod(mode, path)
 
