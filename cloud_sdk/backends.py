@@ -369,7 +369,7 @@ class TdxBackend:
 # ---------------------------------------------------------------- TPM
 
 
-class _SocketPerCommand(TpmDevice):
+class SocketPerCommand(TpmDevice):
     """A swtpm command socket, connected for each command (swtpm serves one client)."""
 
     def __init__(self, path: str) -> None:  # no super(): there is no descriptor to keep
@@ -397,7 +397,7 @@ def open_tpm(path: str | Path) -> TpmDevice:
     except OSError as e:
         raise BackendError("open %s: %s" % (p, e.strerror or e)) from None
     if stat.S_ISSOCK(mode):
-        return _SocketPerCommand(p)
+        return SocketPerCommand(p)
     return TpmDevice.open(p)
 
 

@@ -279,14 +279,15 @@ def _tail(text: str, lines: int = 8) -> str:
     return "\n".join("    " + ln for ln in text.strip().splitlines()[-lines:])
 
 
-def _apt(work: Path, uri: str) -> dict[str, str]:
-    """A private apt configuration under ``work``; returns the environment that selects it."""
+def private_apt_env(work: Path, uri: str, suite: str = SUITE) -> dict[str, str]:
+    """A private apt configuration under ``work`` whose only source is ``uri suite main``;
+    returns the environment that selects it (for ``apt-get download`` / ``apt-cache``)."""
     state = work / "apt"
     (state / "lists" / "partial").mkdir(parents=True)
     (state / "archives" / "partial").mkdir(parents=True)
     (state / "status").write_text("")
     (state / "sources.list").write_text(
-        "deb [signed-by=%s] %s %s main\n" % (KEYRING, uri, SUITE))
+        "deb [signed-by=%s] %s %s main\n" % (KEYRING, uri, suite))
     conf = state / "apt.conf"
     conf.write_text("".join("%s \"%s\";\n" % kv for kv in [
         ("Dir::Etc::sourcelist", state / "sources.list"),
@@ -326,7 +327,7 @@ def download_debs(dest: Path, progress: Progress | None = None) -> list[Path]:
         % (MICROPYTHON_VERSION, uri, SUITE))
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="cvmchain-apt-") as tmp:
-        env = _apt(Path(tmp), uri)
+        env = private_apt_env(Path(tmp), uri)
         try:
             proc = subprocess.run(["apt-get", "-q", "update"], capture_output=True, text=True,
                                   env=env, check=False)

@@ -54,7 +54,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from initrd_agent.runtime_bundle import KEYRING, debian_uri, sha256_file
+from initrd_agent.runtime_bundle import KEYRING, debian_uri, private_apt_env, sha256_file
 
 from .errors import ImageBuildError, QemuTestsError
 from .image_builder import Progress, build_guest_image, locked
@@ -102,8 +102,6 @@ src=/usr/lib/modules/$version
 """
 #: seconds the module build (mmdebstrap of the build chroot + make) may take
 BUILD_TIMEOUT = 1200.0
-#: apt's retries for the download
-APT_RETRIES = 3
 
 
 @dataclass(frozen=True)
@@ -160,33 +158,6 @@ def tsm_cache(cache_dir: Path | None = None) -> Path:
 # ---------------------------------------------------------------- the pinned packages
 
 
-def _apt_env(work: Path, uri: str) -> dict[str, str]:
-    """A private apt configuration whose only source is ``uri`` :data:`SUITE` main."""
-    state = work / "apt"
-    (state / "lists" / "partial").mkdir(parents=True)
-    (state / "archives" / "partial").mkdir(parents=True)
-    (state / "status").write_text("")
-    (state / "sources.list").write_text("deb [signed-by=%s] %s %s main\n" % (KEYRING, uri, SUITE))
-    settings = [
-        ("Dir::Etc::sourcelist", state / "sources.list"),
-        ("Dir::Etc::sourceparts", "/nonexistent"),
-        ("Dir::Etc::preferencesparts", "/nonexistent"),
-        ("Dir::State", state),
-        ("Dir::State::lists", state / "lists"),
-        ("Dir::State::status", state / "status"),
-        ("Dir::Cache", state),
-        ("Acquire::Check-Valid-Until", "false"),  # the newer suites' Release files expire
-        ("Acquire::Retries", APT_RETRIES),
-        ("APT::Architecture", "amd64"),
-        ("APT::Architectures", "amd64"),
-    ]
-    if os.geteuid() == 0:  # as root, apt-get download would drop to _apt
-        settings.append(("APT::Sandbox::User", "root"))
-    conf = state / "apt.conf"
-    conf.write_text("".join('%s "%s";\n' % kv for kv in settings))
-    return dict(os.environ, APT_CONFIG=str(conf), LC_ALL="C")
-
-
 def _verified(debs: Path) -> dict[str, Path] | None:
     out = {}
     for pin in ALL_PINS:
@@ -223,7 +194,7 @@ def fetch_debs(cache_dir: Path | None = None, progress: Progress | None = None
             % (SUITE, KERNEL_RELEASE, uri, SUITE))
         debs.mkdir(exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="cvmchain-apt-") as tmp:
-            env = _apt_env(Path(tmp), uri)
+            env = private_apt_env(Path(tmp), uri, SUITE)
             run_command(["apt-get", "-q", "update"], env=env, timeout=600,
                         error=ImageBuildError, what="apt-get update (%s %s)" % (uri, SUITE))
             run_command(["apt-get", "-q", "download",

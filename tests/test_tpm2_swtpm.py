@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cloud_sdk.backends import SocketPerCommand
 from cloud_sdk.errors import BackendError
 from cloud_sdk.tpm_device import TpmDevice
 from shared_spec import tpm2
@@ -124,27 +125,9 @@ def swtpm(raw_swtpm: Swtpm) -> Swtpm:
     return raw_swtpm
 
 
-class PerCommandSocket(TpmDevice):
-    """A :class:`TpmDevice` that connects to swtpm for each command.
-
-    swtpm serves one client at a time: holding the socket open would lock
-    tpm2-tools out, and the tests alternate between both.
-    """
-
-    def __init__(self, path: str) -> None:
-        self.name = "swtpm socket " + path
-        self._fd = None
-        self._sock = None
-        self._path = path
-
-    def transact(self, command: bytes) -> bytes:
-        with TpmDevice.unix_socket(self._path) as dev:
-            return dev.transact(command)
-
-
 @pytest.fixture
 def tpm(swtpm: Swtpm) -> Iterator[TpmDevice]:
-    yield PerCommandSocket(str(swtpm.sock))
+    yield SocketPerCommand(str(swtpm.sock))
 
 
 def _needs_tools() -> None:
@@ -206,7 +189,7 @@ def two_bank_swtpm() -> Iterator[Swtpm]:
 
 
 def test_only_allocated_banks_are_active(two_bank_swtpm: Swtpm) -> None:
-    dev = PerCommandSocket(str(two_bank_swtpm.sock))
+    dev = SocketPerCommand(str(two_bank_swtpm.sock))
     dev.startup_clear()
     banks = dev.pcr_banks()
     assert dev.get_active_banks() == [ALG_SHA256, ALG_SHA384]
