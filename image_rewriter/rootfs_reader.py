@@ -19,13 +19,11 @@ Loop-mounting a file system runs the host kernel's driver on the image: prefer
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import signal
 import struct
 import subprocess
-import sys
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator
@@ -41,6 +39,7 @@ from image_rewriter.partitions import Partition, read_partitions
 from image_rewriter.rootfs_walk import check_include_path, top_includes
 from image_rewriter.tar_tree import tar_entries
 from image_rewriter.tree_manifest import TreeWalkError, tree_manifest
+from initrd_agent.agent_module import load_agent_module
 from shared_spec.agent_events import rootfs_identity_descriptor
 from shared_spec.manifest import (
     DEFAULT_XATTRS,
@@ -63,7 +62,6 @@ NO_REPLAY = {"ext3": "noload", "ext4": "noload", "xfs": "norecovery"}
 EXT_INCOMPAT_RECOVER = 0x4
 METHODS = ("auto", "mount", "debugfs")
 #: Raised by :func:`native_manifest` when the appliance path must be used.
-_ROOTDEV = Path(__file__).resolve().parent.parent / "initrd_agent" / "agent" / "rootdev.py"
 
 
 @dataclass(frozen=True)
@@ -91,15 +89,7 @@ class RootfsIdentity:
 
 def _rootdev() -> ModuleType:
     """The agent's ``rootdev`` module (plain functions on bytes; CPython runs them too)."""
-    name = "cvmchain_agent_rootdev"
-    mod = sys.modules.get(name)
-    if mod is None:
-        spec = importlib.util.spec_from_file_location(name, _ROOTDEV)
-        assert spec is not None and spec.loader is not None
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return mod
+    return load_agent_module("rootdev")
 
 
 def _tool(name: str, package: str) -> str:

@@ -8,28 +8,11 @@ measures (``cvmchain:agent-config:sha384:<hex of the file's bytes>``), so
 :meth:`AgentConfig.render` is canonical: every key, in a fixed order.
 """
 
-import importlib.util
-import sys
 from dataclasses import dataclass, field, fields
-from pathlib import Path
-from types import ModuleType
 
-_AGENTCONF = Path(__file__).resolve().parent / "agent" / "agentconf.py"
+from initrd_agent.agent_module import load_agent_module
 
-
-def _load_agentconf() -> ModuleType:
-    name = "cvmchain_agentconf"
-    mod = sys.modules.get(name)
-    if mod is None:
-        spec = importlib.util.spec_from_file_location(name, _AGENTCONF)
-        assert spec is not None and spec.loader is not None
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return mod
-
-
-agentconf = _load_agentconf()
+agentconf = load_agent_module("agentconf")
 #: The agent's configuration error (message names the line and key).
 ConfigError: type[Exception] = agentconf.ConfigError
 DEFAULTS: dict[str, str] = dict(agentconf.DEFAULTS)
