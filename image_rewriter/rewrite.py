@@ -40,6 +40,7 @@ import signal
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,7 @@ from image_rewriter import guest_files as gf
 from image_rewriter import qemu_img
 from image_rewriter.appliance import launched
 from image_rewriter.errors import ApplianceError, GuestError, ImageError, RewriteError
+from image_rewriter.grub_update import run_update_grub
 from image_rewriter.guest_os import GuestOS, inspect_guest
 from image_rewriter.initrd import FileSpec, add_files, read_initrd, updated_order
 from image_rewriter.reference_builder import build_reference
@@ -335,39 +337,60 @@ def _install(g: Any, guest: GuestOS, opts: RewriteOptions, files: gf.FileMap,
         g.tar_in(str(tar), "/")
         report.changes = ["install /" + n for n in sorted(all_files)]
         st.detail = "%d files" % len(all_files)
-    with steps.step("initrd") as st:
-        if opts.initrd_mode == "appliance":
+    needs_grub = not (args and grub_current) and bool(args or had_drop_in)
+    if needs_grub and not guest.has_update_grub:
+        raise GuestError("%s: kernel arguments must be added (%s) but the guest has no "
+                         "update-grub" % (opts.input, " ".join(args)))
+    report.grub_updated = needs_grub
+    report.kernels = [k.version for k in guest.kernels]
+    if opts.initrd_mode == "appliance":
+        with steps.step("initrd") as st:
             g.sh("update-initramfs -u -k all 2>&1")
             st.detail = "update-initramfs in the appliance, %d kernels" % len(guest.kernels)
-        else:
-            for k in guest.kernels:
-                _merge_initrd(g, k.initrd, initrd_files, work)
-            st.detail = "merged on the host, %d kernels" % len(guest.kernels)
-        report.kernels = [k.version for k in guest.kernels]
-    if args and grub_current:
-        report.grub_updated = False
-    elif args or had_drop_in:  # arguments to add, or an earlier rewrite's to take out
-        report.grub_updated = True
-        if not guest.has_update_grub:
-            raise GuestError("%s: kernel arguments must be added (%s) but the guest has no "
-                             "update-grub" % (opts.input, " ".join(args)))
-        with steps.step("grub"):
-            g.sh("update-grub 2>&1")
+        if needs_grub:
+            with steps.step("grub"):
+                run_update_grub(g)
+    else:
+        # the initrds are merged on the host while the appliance runs update-grub (two cores
+        # at work; libguestfs' binding releases the GIL while it waits on the appliance)
+        with steps.step("initrd+grub" if needs_grub else "initrd") as st:
+            local = {}
+            for i, k in enumerate(guest.kernels):
+                local[k.initrd] = work / ("initrd.%d" % i)
+                g.download(k.initrd, str(local[k.initrd]))
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                merged = pool.submit(_merge_initrds, list(local.values()), initrd_files)
+                grub_s = 0.0
+                if needs_grub:
+                    t = time.monotonic()
+                    run_update_grub(g)
+                    grub_s = time.monotonic() - t
+                merge_s = merged.result()
+            for path, file in local.items():
+                g.upload(str(file), path)
+                file.unlink()
+            st.detail = "merged on the host, %d kernels (%.1f s)" % (len(guest.kernels), merge_s)
+            if needs_grub:
+                st.detail += ", during update-grub (%.1f s)" % grub_s
     if opts.cmdline_add:
         _check_grub_cfg(g, opts)
 
 
-def _merge_initrd(g: Any, path: str, initrd_files: gf.FileMap, work: Path) -> None:
-    local = work / "initrd"
-    g.download(path, str(local))
+def _merge_initrds(files: list[Path], initrd_files: gf.FileMap) -> float:
+    """Add the agent to each initrd file in place (host side); the seconds it took."""
+    t = time.monotonic()
+    for file in files:
+        _merge_initrd_file(file, initrd_files)
+    return time.monotonic() - t
+
+
+def _merge_initrd_file(local: Path, initrd_files: gf.FileMap) -> None:
     initrd = read_initrd(local.read_bytes())
     specs = {name: FileSpec(content=data, mode=mode)
              for name, (mode, data) in initrd_files.items()}
     specs["scripts/local-bottom/ORDER"] = FileSpec(
         content=updated_order(initrd, "cvmchain", initrd_files[BOOT_SCRIPT][1]), mode=0o644)
     local.write_bytes(add_files(initrd, specs, method="merge"))
-    g.upload(str(local), path)
-    local.unlink()
 
 
 def _grub_cfg_has(g: Any, args: list[str]) -> bool:
