@@ -62,5 +62,6 @@ def bench(session: nox.Session) -> None:
     """Benchmarks side by side with peers (ratios against each baseline)."""
     session.install("-e", ".", "cctrusted-base==0.5.0", "evidence-api==0.5.0")
     session.run("python", "-m", "bench", *session.posargs)
+    session.run("python", "-m", "bench.verify")
     # the rewrite needs Debian's libguestfs binding: the project's interpreter sees it
     session.run(PY, "-m", "bench.rewrite", "--runs", "3", external=True)

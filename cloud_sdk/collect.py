@@ -16,6 +16,13 @@ Files read, relative to the backend's root (``/`` on a live system):
 =========================================================  =====================
 
 plus what the backend supplies (registers, firmware log, quote).
+
+On a TPM, when tpm2-pytss is installed (:mod:`cloud_sdk.tpm_quote`), the
+bundle also holds a TPM quote: blob ``tpm_quote``, a ``cvmchain-tpm-quote/1``
+JSON file of PCRs 0-7, 10 and 15 in every active bank, signed by the default
+attestation key (an ECC P-256 primary under the endorsement hierarchy), with
+the nonce as qualifying data. Without tpm2-pytss, or when the TPM refuses,
+the bundle is collected without it and ``notes`` says why.
 """
 
 from __future__ import annotations
@@ -29,13 +36,17 @@ from cloud_sdk.backends import (
     Blob,
     OfflineBackend,
     TdxBackend,
+    TpmBackend,
     read_file,
     read_optional,
     report_data_for,
 )
-from cloud_sdk.errors import BackendError
+from cloud_sdk.errors import BackendError, CvmchainError
 from cloud_sdk.evidence import BLOB_KINDS, Evidence
 from shared_spec.registers import INDEX_CC_MR
+
+#: blob of a TPM quote file (cloud_sdk.tpm_quote); Evidence.load keeps it once BLOB_KINDS has it
+TPM_QUOTE_BLOB = "tpm_quote"
 
 AGENT_DIR = "run/cvmchain"
 #: agent file name -> evidence blob name
@@ -94,9 +105,36 @@ def _from_bundle(backend: OfflineBackend, nonce: bytes | None) -> Evidence:
     return ev
 
 
+def _add_tpm_quote(ev: Evidence, backend: TpmBackend, nonce: bytes | None) -> None:
+    """A TPM quote through tpm2-pytss into blob ``tpm_quote``, when it can be made."""
+    from cloud_sdk import tpm_quote
+
+    if not tpm_quote.available():
+        ev.notes.append("no TPM quote: tpm2-pytss is not installed (optional; %s)"
+                        % tpm_quote.INSTALL_HINT)
+        return
+    if nonce is not None and len(nonce) > tpm_quote.MAX_NONCE:
+        ev.notes.append("no TPM quote: the nonce has %d bytes, a TPM takes at most %d"
+                        % (len(nonce), tpm_quote.MAX_NONCE))
+        return
+    try:
+        tcti = tpm_quote.tcti_for_backend(backend)
+        q = tpm_quote.get_tpm_quote(nonce or b"", tcti=tcti)
+    except CvmchainError as e:
+        ev.notes.append("no TPM quote: %s" % e)
+        return
+    ev.blobs[TPM_QUOTE_BLOB] = q.dumps()
+    ev.sources[TPM_QUOTE_BLOB] = tcti
+    ev.notes.append("TPM quote by the AK %s, extraData = %s" % (
+        q.ak, "the nonce" if nonce else "empty (no nonce)"))
+
+
 def collect_evidence(backend: Backend, nonce: bytes | None = None, include_ima: bool = True,
                      include_quote: bool = True) -> Evidence:
-    """Registers, firmware log, agent logs, IMA list, command line and (TDX) a quote.
+    """Registers, firmware log, agent logs, IMA list, command line and a quote.
+
+    The quote is a TDX quote, or on a TPM with tpm2-pytss installed a TPM quote
+    (blob ``tpm_quote``, extraData = ``nonce``; optional: its absence is a note).
 
     The quote's REPORTDATA is SHA-512(``nonce``) (:func:`report_data_for`);
     without a nonce it is 64 zero bytes. When a nonce is given a quote is
@@ -129,6 +167,9 @@ def collect_evidence(backend: Backend, nonce: bytes | None = None, include_ima: 
             ev.sources["quote"] = _guest_path(root, report.source)
             ev.notes.append("quote REPORTDATA = %s" % ("SHA-512(nonce)" if nonce is not None
                                                       else "64 zero bytes (no nonce)"))
+
+    if include_quote and isinstance(backend, TpmBackend):
+        _add_tpm_quote(ev, backend, nonce)
 
     # 3. logs: firmware, agent, IMA
     fw = backend.firmware_blobs()

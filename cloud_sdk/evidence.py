@@ -32,6 +32,7 @@ BLOB_KINDS = {
     "quote": "TDX quote",
     "tdreport": "TDX TDREPORT",
     "kernel_cmdline": "the kernel command line (/proc/cmdline)",
+    "tpm_quote": "TPM quote (cvmchain-tpm-quote/1 JSON, cloud_sdk.tpm_quote)",
 }
 
 Registers = dict[str, dict[int, dict[int, bytes]]]

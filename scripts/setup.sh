@@ -10,7 +10,9 @@ PACKAGES=(
     qemu-system-x86 qemu-utils ovmf swtpm swtpm-tools tpm2-tools
     libguestfs-tools python3-guestfs mmdebstrap busybox-static cpio
     e2fsprogs dosfstools mtools fdisk zstd xz-utils lz4 initramfs-tools-core
+    cryptsetup-bin dmsetup linux-image-amd64
     python3 python3-venv python3-pip git ca-certificates
+    libtss2-dev pkg-config gcc libc6-dev
 )
 
 missing=()
@@ -29,6 +31,9 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# cryptsetup-bin, dmsetup and linux-image-amd64 (a kernel with its modules in /lib/modules):
+# the dm-verity boot test; libtss2-dev, pkg-config, gcc: building tpm2-pytss (TPM quotes),
+# whose Debian 12 package does not import next to the cryptography the project needs.
 # Debian's python3 (not a pyenv build) so that python3-guestfs is importable.
 if [ ! -x .venv/bin/python ]; then
     /usr/bin/python3 -m venv --system-site-packages .venv
@@ -37,7 +42,7 @@ stamp=.venv/.cvmchain-installed
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     .venv/bin/pip install -q --upgrade pip
-    .venv/bin/pip install -q -e '.[test,dev]'
+    .venv/bin/pip install -q -e '.[test,dev,tpm]'
     echo "$want" > "$stamp"
 fi
 
