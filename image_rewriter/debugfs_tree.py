@@ -147,8 +147,9 @@ class DebugfsReader:
     """The manifest entries of include paths of one ext2/3/4 file system."""
 
     def __init__(self, image: str | Path, offset: int, excludes: Iterable[str],
-                 xattr_names: Iterable[str]) -> None:
+                 xattr_names: Iterable[str], hash_name: str = "sha384") -> None:
         self.fs = Debugfs(image, offset)
+        self.hash_name = hash_name  # of file contents: the manifest's SHA-384, or an export's
         self.excludes = list(excludes)
         self.names = list(xattr_names)
         self.dirs: dict[int, dict[bytes, tuple[int, int, int, int, int]]] = {}
@@ -297,7 +298,7 @@ class DebugfsReader:
         with tempfile.TemporaryDirectory(prefix="cvmchain-debugfs-") as tmp:
             self.fs.run(["dump <%d> %s/%d" % (i, tmp, i) for i in inos])
             for ino in inos:
-                h = hashlib.sha384()
+                h = hashlib.new(self.hash_name)
                 p = os.path.join(tmp, str(ino))
                 with open(p, "rb") as f:
                     while True:
@@ -308,6 +309,15 @@ class DebugfsReader:
                 os.unlink(p)
                 out[ino] = h.hexdigest()
         return out
+
+    def file_digests(self, includes: list[bytes]) -> list[tuple[bytes, str]]:
+        """(path, hex digest with ``hash_name``) of every regular file under the includes,
+        in path byte order (hard links dumped once)."""
+        nodes, _ = self.nodes(includes)
+        files = {n.ino: n.size for n in nodes if type_of_mode(n.mode) == TYPE_FILE}
+        digests = self.digests(list(files.items()))
+        return sorted((n.path, digests[n.ino]) for n in nodes
+                      if type_of_mode(n.mode) == TYPE_FILE)
 
     def entries(self, includes: list[bytes]) -> list[ManifestEntry]:
         nodes, absent = self.nodes(includes)

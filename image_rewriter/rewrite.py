@@ -345,8 +345,19 @@ def _install(g: Any, guest: GuestOS, opts: RewriteOptions, files: gf.FileMap,
     report.kernels = [k.version for k in guest.kernels]
     if opts.initrd_mode == "appliance":
         with steps.step("initrd") as st:
-            g.sh("update-initramfs -u -k all 2>&1")
-            st.detail = "update-initramfs in the appliance, %d kernels" % len(guest.kernels)
+            if guest.initramfs == "dracut":
+                # per kernel, to the initrd the guest boots (Debian names it initrd.img-*,
+                # dracut's default elsewhere is initramfs-*.img); generic, not host-only:
+                # the appliance's devices are not the guest's
+                import shlex
+
+                for k in guest.kernels:
+                    g.sh("dracut --force --no-hostonly %s %s 2>&1"
+                         % (shlex.quote(k.initrd), shlex.quote(k.version)))
+                st.detail = "dracut in the appliance, %d kernels" % len(guest.kernels)
+            else:
+                g.sh("update-initramfs -u -k all 2>&1")
+                st.detail = "update-initramfs in the appliance, %d kernels" % len(guest.kernels)
         if needs_grub:
             with steps.step("grub"):
                 run_update_grub(g)
@@ -385,11 +396,23 @@ def _merge_initrds(files: list[Path], initrd_files: gf.FileMap) -> float:
 
 
 def _merge_initrd_file(local: Path, initrd_files: gf.FileMap) -> None:
+    """Merge the agent into the initrd file ``local`` in place, as its builder would have.
+
+    A dracut initrd (``Initrd.kind()``) gets the pre-pivot hook where dracut's pre-pivot
+    stage sources it, instead of the initramfs-tools boot script and its ORDER entry.
+    """
+    from initrd_agent.install import dracut_initrd_files
+
     initrd = read_initrd(local.read_bytes())
-    specs = {name: FileSpec(content=data, mode=mode)
-             for name, (mode, data) in initrd_files.items()}
-    specs["scripts/local-bottom/ORDER"] = FileSpec(
-        content=updated_order(initrd, "cvmchain", initrd_files[BOOT_SCRIPT][1]), mode=0o644)
+    if initrd.kind() == "dracut":
+        files = dracut_initrd_files(initrd_files)
+        specs = {name: FileSpec(content=data, mode=mode) for name, (mode, data) in files.items()}
+    else:
+        specs = {name: FileSpec(content=data, mode=mode)
+                 for name, (mode, data) in initrd_files.items()}
+        specs["scripts/local-bottom/ORDER"] = FileSpec(
+            content=updated_order(initrd, "cvmchain", initrd_files[BOOT_SCRIPT][1]),
+            mode=0o644)
     local.write_bytes(add_files(initrd, specs, method="merge"))
 
 
@@ -550,11 +573,7 @@ def _keylime(opts: RewriteOptions, config: AgentConfig, raw: Path, guest: GuestO
              work: Path) -> Path:
     """A Keylime runtime policy: the kernel's ``ima_hash`` digest of every measured file."""
     from image_rewriter import rootfs_reader
-    from image_rewriter.exports import (
-        hash_tree_files,
-        keylime_exclude_regex,
-        keylime_runtime_policy,
-    )
+    from image_rewriter.exports import keylime_exclude_regex, keylime_runtime_policy
 
     hash_alg = "sha256"
     for arg in opts.cmdline_add:
@@ -562,12 +581,11 @@ def _keylime(opts: RewriteOptions, config: AgentConfig, raw: Path, guest: GuestO
             hash_alg = arg.split("=", 1)[1]
     part = rootfs_reader.find_partition_by_fs_uuid(raw, guest.root_fs_uuid)
     try:
-        with rootfs_reader.mounted_readonly(raw, part, guest.root_fs_type) as mnt:
-            files = list(hash_tree_files(mnt, list(config.include), list(config.exclude),
-                                         hash_alg))
+        files = rootfs_reader.native_file_digests(raw, part, list(config.include),
+                                                  list(config.exclude), hash_alg)
     except rootfs_reader.NativeAccessError as e:
-        raise RewriteError("--keylime-policy hashes the files with %s on the host and needs a "
-                           "read-only loop mount: %s" % (hash_alg, e)) from e
+        raise RewriteError("--keylime-policy hashes the files with %s on the host (debugfs "
+                           "for ext2/3/4, else a read-only loop mount): %s" % (hash_alg, e)) from e
     doc = keylime_runtime_policy(files, hash_alg=hash_alg,
                                  excludes=[keylime_exclude_regex(x) for x in config.exclude],
                                  meta={"generator": "cvmchain rewrite",

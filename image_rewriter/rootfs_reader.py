@@ -324,6 +324,42 @@ def native_manifest(raw: str | Path, partition: Partition, includes: Iterable[st
     return encode_manifest(reader.entries(incs))
 
 
+def native_file_digests(raw: str | Path, partition: Partition, includes: Iterable[str],
+                        excludes: Iterable[str] = (), hash_alg: str = "sha256",
+                        method: str = "auto") -> list[tuple[str, str]]:
+    """(guest path, hex digest) of every regular file under the includes, in byte order.
+
+    The same walk as the manifest's (and :func:`image_rewriter.exports.hash_tree_files`),
+    for exports that need another hash than the manifest's SHA-384 (Keylime's
+    ``ima_hash``). ``method`` as in :func:`native_manifest`; ``auto`` tries debugfs first
+    here (no root needed), then the loop mount.
+
+    Raises:
+        NativeAccessError, RootfsReadError: as :func:`native_manifest`.
+    """
+    from image_rewriter.exports import ExportError, hash_tree_files
+
+    if method not in METHODS:
+        raise ValueError("method must be one of %s, not %r" % (METHODS, method))
+    info = identify_filesystem(raw, partition)
+    if info is None:
+        raise RootfsReadError("%s partition %d (offset %d) holds no file system blkid knows"
+                              % (raw, partition.number, partition.start))
+    _check_clean(raw, partition, info.type)
+    incs, excl = top_includes(includes), list(excludes)
+    if method in ("auto", "debugfs") and info.type in EXT_TYPES:
+        reader = DebugfsReader(raw, partition.start, excl, (), hash_name=hash_alg)
+        return [(os.fsdecode(p), d) for p, d in reader.file_digests(incs)]
+    if method == "debugfs":
+        raise NativeAccessError("%s partition %d holds %s, which debugfs cannot read"
+                                % (raw, partition.number, info.type))
+    with mounted_readonly(raw, partition, info.type) as mnt:
+        try:
+            return list(hash_tree_files(mnt, [os.fsdecode(i) for i in incs], excl, hash_alg))
+        except ExportError as e:
+            raise RootfsReadError(str(e)) from e
+
+
 def _mountpoints(g: Any) -> list[str]:
     mps = g.mountpoints()
     if isinstance(mps, dict):

@@ -23,6 +23,7 @@ from image_rewriter.rootfs_reader import (
     find_partition_by_fs_uuid,
     identify_filesystem,
     mounted_readonly,
+    native_file_digests,
     native_manifest,
     read_identity,
 )
@@ -145,6 +146,35 @@ def test_debugfs_equals_source_tree(disk: tuple[Path, Path]) -> None:
         assert "/usr/lib/owned f 0644 1234 4321 5 " in text
         assert "security.capability=" + CAP.hex() in text
         assert "/usr/null c 0620 0 0 - 1:3 - -" in text
+
+
+def test_debugfs_dumps_in_parallel_batches_give_the_same_manifest(
+        disk: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many small batches on several debugfs processes: the same bytes as the source tree."""
+    from image_rewriter import debugfs_tree
+
+    raw, src = disk
+    monkeypatch.setattr(debugfs_tree, "DUMP_BATCH_BYTES", 1)
+    monkeypatch.setattr(debugfs_tree, "DUMP_WORKERS", 3)
+    got = native_manifest(raw, get_partition(raw, 2), INCLUDES, EXCLUDES, method="debugfs")
+    assert got == tree_manifest(src, INCLUDES, EXCLUDES)
+
+
+@pytest.mark.parametrize("hash_alg", ["sha256", "sha1"])
+def test_file_digests_by_debugfs_equal_the_source_tree(disk: tuple[Path, Path],
+                                                      hash_alg: str) -> None:
+    """The Keylime export's digests read with debugfs (no root) equal the host walk of the
+    tree the image was made from."""
+    from image_rewriter.exports import hash_tree_files
+
+    raw, src = disk
+    got = native_file_digests(raw, get_partition(raw, 2), INCLUDES, EXCLUDES, hash_alg,
+                              method="debugfs")
+    assert got == list(hash_tree_files(src, INCLUDES, EXCLUDES, hash_alg))
+    assert ("/usr/bin/tool", hashlib.new(hash_alg, CONTENT).hexdigest()) in got
+    if IS_ROOT:
+        assert got == native_file_digests(raw, get_partition(raw, 2), INCLUDES, EXCLUDES,
+                                          hash_alg, method="mount")
 
 
 @pytest.mark.skipif(not IS_ROOT, reason="loop mounting needs root")
