@@ -6,6 +6,9 @@ Guest layout (paths without the leading slash)::
     etc/cvmchain/agent.conf, etc/cvmchain/ima-policy   configuration and policy
     usr/share/initramfs-tools/hooks/cvmchain           copies the above into every initrd
     usr/share/initramfs-tools/scripts/local-bottom/cvmchain   runs the agent before switch_root
+    usr/lib/dracut/modules.d/90cvmchain/               instead of the two above, on a dracut
+                                                       guest: module-setup.sh and the
+                                                       pre-pivot hook
     etc/default/grub.d/cvmchain.cfg                    kernel arguments the policy needs
 
 Everything under ``usr/`` is inside the default measured tree, so the agent measures
@@ -20,13 +23,22 @@ import re
 import shlex
 import tarfile
 
-from initrd_agent.install import BOOT_SCRIPT, HOOK, FileMap, hook_file
+from initrd_agent.install import (
+    BOOT_SCRIPT,
+    DRACUT_MODULE,
+    HOOK,
+    FileMap,
+    dracut_module_files,
+    hook_file,
+)
 
 GUEST_BOOT_SCRIPT = "usr/share/initramfs-tools/" + BOOT_SCRIPT
 GRUB_DROP_IN = "etc/default/grub.d/cvmchain.cfg"
-OWNED_DIRS = ("usr/lib/cvmchain", "etc/cvmchain")
+OWNED_DIRS = ("usr/lib/cvmchain", "etc/cvmchain", DRACUT_MODULE)
 #: Files the rewriter owns outside :data:`OWNED_DIRS`.
 OWNED_FILES = (HOOK, GUEST_BOOT_SCRIPT, GRUB_DROP_IN)
+#: The guest's initrd builders (``GuestOS.initramfs``) the rewriter installs into.
+INITRAMFS_TOOLS = ("initramfs-tools", "dracut")
 _ARG = re.compile(r"^[A-Za-z0-9_.\-]+(=[^\s\"'$`\\]*)?$")
 
 
@@ -34,12 +46,26 @@ class CmdlineError(ValueError):
     """A kernel argument the rewriter was asked to add cannot be written safely."""
 
 
-def guest_files(initrd_files: FileMap, cmdline_add: list[str]) -> FileMap:
-    """The guest's files, from the agent's initrd files (``install.agent_files``)."""
+def guest_files(initrd_files: FileMap, cmdline_add: list[str],
+                initramfs: str = "initramfs-tools") -> FileMap:
+    """The guest's files, from the agent's initrd files (``install.agent_files``).
+
+    ``initramfs`` is the guest's initrd builder (:data:`INITRAMFS_TOOLS`): the
+    initramfs-tools hook and boot script, or the dracut module, so that the guest's own
+    ``update-initramfs`` / ``dracut`` puts the agent into the initrds it builds later.
+    """
+    if initramfs not in INITRAMFS_TOOLS:
+        raise ValueError("initramfs %r: one of %s" % (initramfs, ", ".join(INITRAMFS_TOOLS)))
     out: FileMap = {}
     for name, entry in initrd_files.items():
-        out[GUEST_BOOT_SCRIPT if name == BOOT_SCRIPT else name] = entry
-    out[HOOK] = (0o755, hook_file())
+        if name != BOOT_SCRIPT:
+            out[name] = entry
+        elif initramfs == "initramfs-tools":
+            out[GUEST_BOOT_SCRIPT] = entry
+    if initramfs == "initramfs-tools":
+        out[HOOK] = (0o755, hook_file())
+    else:
+        out.update(dracut_module_files())
     if cmdline_add:
         out[GRUB_DROP_IN] = (0o644, grub_drop_in(cmdline_add))
     return out

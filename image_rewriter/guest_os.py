@@ -74,16 +74,24 @@ def _initramfs_tool(g: Any) -> str:
     return ""
 
 
+#: Initrd names per tool, first match wins: Debian's dracut kernel hook
+#: (``/etc/kernel/postinst.d/dracut``) writes ``initrd.img-<version>`` like initramfs-tools;
+#: dracut's own default (Fedora, RHEL, SUSE) is ``initramfs-<version>.img``.
+INITRD_NAMES = {"initramfs-tools": ("/boot/initrd.img-%s",),
+                "dracut": ("/boot/initrd.img-%s", "/boot/initramfs-%s.img")}
+
+
 def _kernels(g: Any, tool: str) -> list[Kernel]:
     out = []
     for name in sorted(g.ls("/boot")):
         if not name.startswith("vmlinuz-"):
             continue
         version = name[len("vmlinuz-"):]
-        initrd = ("/boot/initrd.img-%s" if tool == "initramfs-tools"
-                  else "/boot/initramfs-%s.img") % version
-        if g.is_file(initrd):
-            out.append(Kernel(version, "/boot/" + name, initrd))
+        for pattern in INITRD_NAMES[tool]:
+            initrd = pattern % version
+            if g.is_file(initrd):
+                out.append(Kernel(version, "/boot/" + name, initrd))
+                break
     return out
 
 
@@ -211,13 +219,11 @@ def inspect_guest(g: Any, image: str, raw: Any = None) -> GuestOS:
         raise GuestError("%s: neither initramfs-tools (/usr/sbin/update-initramfs) nor dracut "
                          "is installed in the guest; the agent runs from the initrd they build"
                          % image)
-    if tool == "dracut":
-        raise GuestError("%s: the guest builds its initrd with dracut; this version of the "
-                         "rewriter installs into initramfs-tools initrds only" % image)
     kernels = _kernels(g, tool)
     if not kernels:
-        raise GuestError("%s: no kernel with an initrd in /boot (vmlinuz-* with "
-                         "initrd.img-*)" % image)
+        raise GuestError("%s: no kernel with an initrd in /boot (vmlinuz-* with %s)"
+                         % (image, " or ".join(p.replace("/boot/", "").replace("%s", "*")
+                                               for p in INITRD_NAMES[tool])))
     device = mountpoints["/"]
     fs_type = g.vfs_type(device)
     fs_uuid = g.vfs_uuid(device)

@@ -321,7 +321,7 @@ def _install(g: Any, guest: GuestOS, opts: RewriteOptions, files: gf.FileMap,
     with steps.step("install") as st:
         args = _wanted_args(g, opts)
         report.kernel_args_added = args
-        all_files = gf.guest_files(initrd_files, args)
+        all_files = gf.guest_files(initrd_files, args, guest.initramfs)
         drop_in = "/" + gf.GRUB_DROP_IN
         had_drop_in = bool(g.is_file(drop_in))
         grub_current = (bool(args) and had_drop_in

@@ -11,10 +11,12 @@ Layout inside the initrd (paths without the leading slash)::
 
 :func:`install_agent` writes that tree under a staging directory (the image
 rewriter packs it into the initrd); :func:`agent_files` returns the same files
-as a mapping. The guest's root gets the same ``usr/lib/cvmchain`` and
-``etc/cvmchain`` plus the initramfs-tools hook (:data:`HOOK`) or the dracut
-module (:data:`DRACUT_MODULE`), so a later ``update-initramfs`` / ``dracut``
-keeps the agent.
+as a mapping. A dracut initrd holds the same files but for the boot script, whose
+place the pre-pivot hook takes (:data:`DRACUT_HOOK`, where dracut's ``inst_hook
+pre-pivot 90`` puts it): :func:`dracut_initrd_files`. The guest's root gets the
+same ``usr/lib/cvmchain`` and ``etc/cvmchain`` plus the initramfs-tools hook
+(:data:`HOOK`) or the dracut module (:data:`DRACUT_MODULE`, :func:`dracut_module_files`),
+so a later ``update-initramfs`` / ``dracut`` keeps the agent.
 """
 
 from pathlib import Path
@@ -29,6 +31,12 @@ CONFIG = "etc/cvmchain/agent.conf"
 BOOT_SCRIPT = "scripts/local-bottom/cvmchain"
 HOOK = "usr/share/initramfs-tools/hooks/cvmchain"
 DRACUT_MODULE = "usr/lib/dracut/modules.d/90cvmchain"
+#: the module's pre-pivot hook script (in :data:`DRACUT_MODULE`)
+DRACUT_HOOK_SCRIPT = "cvmchain-pre-pivot.sh"
+#: where the hook is in a dracut initrd: ``inst_hook pre-pivot 90 <script>`` installs it at
+#: ``/lib/dracut/hooks/pre-pivot/90-<script>``, and dracut's pre-pivot stage sources
+#: ``/lib/dracut/hooks/pre-pivot/*.sh`` (``lib`` is a link to ``usr/lib`` on merged /usr)
+DRACUT_HOOK = "lib/dracut/hooks/pre-pivot/90-" + DRACUT_HOOK_SCRIPT
 
 FileMap = dict[str, tuple[int, bytes]]
 
@@ -99,4 +107,23 @@ def hook_file() -> bytes:
 
 def dracut_module_files() -> FileMap:
     """The dracut module, keyed by path under :data:`DRACUT_MODULE`."""
-    return _tree(PACKAGE / "dracut" / "90cvmchain", DRACUT_MODULE)
+    files = _tree(PACKAGE / "dracut" / "90cvmchain", DRACUT_MODULE)
+    if DRACUT_MODULE + "/module-setup.sh" not in files:
+        raise InstallError("%s has no module-setup.sh" % (PACKAGE / "dracut" / "90cvmchain"))
+    return files
+
+
+def dracut_hook_file() -> bytes:
+    """The dracut pre-pivot hook that runs the agent (installed at :data:`DRACUT_HOOK`)."""
+    return (PACKAGE / "dracut" / "90cvmchain" / DRACUT_HOOK_SCRIPT).read_bytes()
+
+
+def dracut_initrd_files(initrd_files: FileMap) -> FileMap:
+    """``initrd_files`` (from :func:`agent_files`) as a dracut initrd holds them.
+
+    The initramfs-tools boot script is left out; the pre-pivot hook is added at
+    :data:`DRACUT_HOOK`, executable, as ``inst_hook`` installs it.
+    """
+    out = {name: entry for name, entry in initrd_files.items() if name != BOOT_SCRIPT}
+    out[DRACUT_HOOK] = (0o755, dracut_hook_file())
+    return out

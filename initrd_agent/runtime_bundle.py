@@ -103,7 +103,8 @@ FILES = (
 
 WRAPPER = """#!/bin/sh
 # Run the bundled MicroPython with the bundle's own loader and libraries.
-here=$(dirname "$0")
+# no dirname: some initrds (dracut's) do not have it
+case "$0" in */*) here=${0%/*} ;; *) here=. ;; esac
 lib="$here/../lib"
 # MicroPython's heap is fixed at start; a root file system manifest needs room.
 exec "$lib/ld-linux-x86-64.so.2" --library-path "$lib" "$here/micropython" \\
