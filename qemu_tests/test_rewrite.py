@@ -310,6 +310,46 @@ def test_no_vtpm_with_on_error_continue_boots_and_fails_verification(
     assert verdict.findings and verdict.findings[0].severity == "error"
 
 
+def test_rejected_ima_rule_with_on_error_continue_is_an_error_event(
+        vm, artifacts_dir: Path, rewritten: Rewritten) -> None:
+    """Scenario 4c: with a vTPM and on_error=continue, a step that fails (the kernel rejects
+    an IMA rule) becomes an error event in the log and the register; the boot goes on, the
+    log still replays to the live PCR 15, and the verifier reports that event."""
+    image = make_overlay(rewritten.image, artifacts_dir.parent / "errorevent.qcow2")
+    conf = rewritten.reference.agent_config.replace("on_error=halt", "on_error=continue")
+    assert rewritten.reference.ima_policy is not None
+    policy = rewritten.reference.ima_policy["text"].encode()
+    bad = policy + b"measure func=NO_SUCH_HOOK\n"
+    bad_line = bad.decode().count("\n")
+    with mounted(image, readonly=False) as g:
+        _replace_in_initrd(g, {"etc/cvmchain/agent.conf": conf.encode(),
+                               "etc/cvmchain/ima-policy": bad})
+    machine = vm(overlay=image, login=False)
+    machine.expect(AGENT_DONE, timeout=AGENT_TIMEOUT)
+    machine.wait_for_login()
+    evidence = collect_guest_evidence(machine)
+    machine.shutdown()
+    verdict = _verify(evidence, rewritten, artifacts_dir)
+    assert not verdict.verified
+    errors = [f for f in verdict.findings if f.code == "AGENT_ERROR_EVENT"]
+    assert len(errors) == 1, [f.to_dict() for f in verdict.findings]
+    assert "cvmchain:error:ima-policy:" in errors[0].message
+    assert "line %d" % bad_line in errors[0].message
+    # the error event is in the register too: the agent's log replays to the live PCR 15
+    pcr15 = [r for r in verdict.chain.registers if r.index == 15 and r.index_kind == "pcr"]
+    assert pcr15 and all(r.matches for r in pcr15)
+    assert "REGISTER_MISMATCH" not in {f.code for f in verdict.findings}
+    # the rest of the sequence ran: the rootfs event equals the reference's
+    from shared_spec.tcg_log import parse_tcg_log
+
+    log = parse_tcg_log(evidence.blobs["agent_tpm_log"])
+    descs = [ae.decode_event_data(e.data) for e in log.events if e.event_type != 3]
+    rootfs = [e.descriptor for e in rewritten.reference.events
+              if e.descriptor.startswith("cvmchain:rootfs:")]
+    assert rootfs and rootfs[0] in descs
+    assert descs[-1] == ae.LEAVE_INITRD
+
+
 def test_keylime_and_cel_exports(rewritten: Rewritten, rewrite_dir: Path) -> None:
     """Keylime's policy lists every measured regular file with its ima_hash (sha256)
     digest; the CEL-JSON records are the predicted events."""
