@@ -16,6 +16,11 @@ Every conclusion is a :class:`shared_spec.findings.Finding` with a stable code:
 ``IMA_POLICY_MISMATCH``        the IMA policy measured differs from the reference
 ``AGENT_CONFIG_MISMATCH``      the agent configuration differs from the reference
 ``KERNEL_CMDLINE_MISSING_ARG``  the booted command line lacks an argument the rewriter added
+``TPM_QUOTE_*``                the bundle's TPM quote fails a check (signature, magic,
+                               type, nonce, PCR digest; see :mod:`cloud_sdk.tpm_quote`)
+``TPM_QUOTE_REGISTERS``        a PCR the quote attests differs from the bundle's value
+                               (a warning for the IMA PCR, which moves while IMA measures)
+``TPM_QUOTE_VERIFIED``         (info) the TPM quote verifies and attests the registers
 =============================  =====================================================
 """
 
@@ -31,7 +36,7 @@ from shared_spec import agent_events
 from shared_spec.algorithms import ALG_SHA384, alg_name
 from shared_spec.errors import SpecError
 from shared_spec.event_types import EV_EVENT_TAG
-from shared_spec.findings import SEVERITY_ERROR, SEVERITY_INFO, Finding
+from shared_spec.findings import SEVERITY_ERROR, SEVERITY_INFO, SEVERITY_WARNING, Finding
 from shared_spec.manifest import diff_manifests, parse_manifest
 from shared_spec.registers import INDEX_CC_MR, INDEX_PCR, register_label
 
@@ -68,6 +73,7 @@ def verify(evidence: Evidence, reference: Reference | None = None,
     """Replay the chain in ``evidence`` and, given a reference, compare the agent's part."""
     chain = build_chain(evidence)
     verdict = Verdict(chain, list(chain.findings))
+    _check_tpm_quote(evidence, verdict.findings)
     if reference is None:
         return verdict
     roots = []
@@ -84,6 +90,48 @@ def verify(evidence: Evidence, reference: Reference | None = None,
     _check_rootfs(evidence, reference, chain, roots, reference_manifest, verdict.findings)
     _check_cmdline(evidence, reference, verdict.findings)
     return verdict
+
+
+#: the PCR IMA extends: it may move between the register read and the quote
+IMA_PCR = 10
+
+
+def _check_tpm_quote(evidence: Evidence, findings: list[Finding]) -> None:
+    """A ``tpm_quote`` blob verifies (AK signature, nonce = the bundle's nonce, PCR digest)
+    and attests the same PCR values the bundle holds."""
+    from cloud_sdk.errors import InputError
+    from cloud_sdk.tpm_quote import TpmQuote, verify_tpm_quote
+
+    blob = evidence.blob("tpm_quote")
+    if blob is None:
+        return
+    try:
+        quote = TpmQuote.loads(blob, source="the bundle's tpm_quote")
+        res = verify_tpm_quote(quote, nonce=evidence.nonce if evidence.nonce else b"")
+    except InputError as e:
+        findings.append(Finding("TPM_QUOTE_MALFORMED", SEVERITY_ERROR, str(e)))
+        return
+    for err in res.errors:
+        findings.append(Finding(err["code"], SEVERITY_ERROR, "TPM quote: " + err["message"]))
+    live = evidence.registers.get(INDEX_PCR, {})
+    differ = 0
+    for alg, bank in sorted(quote.pcrs.items()):
+        for pcr, value in sorted(bank.items()):
+            have = live.get(pcr, {}).get(alg)
+            if have is None or have == value:
+                continue
+            differ += 1
+            findings.append(Finding(
+                "TPM_QUOTE_REGISTERS", SEVERITY_WARNING if pcr == IMA_PCR else SEVERITY_ERROR,
+                "PCR %d %s: the quote attests %s, the bundle holds %s%s"
+                % (pcr, alg_name(alg), value.hex(), have.hex(),
+                   " (IMA measured between the two reads)" if pcr == IMA_PCR else ""),
+                pcr))
+    if res.passed and not differ:
+        n = sum(len(b) for b in quote.pcrs.values())
+        findings.append(Finding("TPM_QUOTE_VERIFIED", SEVERITY_INFO,
+                                "the TPM quote by AK %s verifies and attests %d PCR values "
+                                "of the bundle" % (quote.ak or "(from the file)", n)))
 
 
 def _check_cmdline(evidence: Evidence, reference: Reference, findings: list[Finding]) -> None:

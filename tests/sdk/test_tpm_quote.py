@@ -259,3 +259,30 @@ def test_bad_quote_files_name_the_field(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="'8-x' is not a PCR"):
         tpm_quote.parse_pcr_list("0-7,8-x")
     assert tpm_quote.parse_pcr_list("0-3,15,10") == [0, 1, 2, 3, 10, 15]
+
+
+def test_verify_checks_the_bundles_tpm_quote(swtpm: Swtpm) -> None:
+    """cloud_sdk.verify checks a bundle's quote: it verifies and attests the bundle's PCRs;
+    a register edited in the bundle, or a different nonce, is reported."""
+    import copy
+
+    from cloud_sdk.verify import verify
+
+    _extend(swtpm)
+    nonce = b"verify-nonce"
+    ev = collect_evidence(TpmBackend(device=str(swtpm.sock)), nonce=nonce)
+    codes = {f.code: f for f in verify(ev).findings}
+    assert "TPM_QUOTE_VERIFIED" in codes and codes["TPM_QUOTE_VERIFIED"].severity == "info"
+    assert not [c for c in codes if c.startswith("TPM_QUOTE_") and c != "TPM_QUOTE_VERIFIED"]
+
+    edited = copy.deepcopy(ev)
+    old = edited.registers["pcr"][15][ALG_SHA256]
+    edited.registers["pcr"][15][ALG_SHA256] = bytes(b ^ 0xFF for b in old)
+    bad = [f for f in verify(edited).findings if f.code == "TPM_QUOTE_REGISTERS"]
+    assert [(f.register, f.severity) for f in bad] == [(15, "error")]
+    assert old.hex() in bad[0].message
+    assert "TPM_QUOTE_VERIFIED" not in {f.code for f in verify(edited).findings}
+
+    replayed = copy.deepcopy(ev)
+    replayed.nonce = b"another-nonce"
+    assert "TPM_QUOTE_NONCE" in {f.code for f in verify(replayed).findings}
