@@ -80,6 +80,9 @@ def split_rdev(rdev: int) -> tuple:
 
 def escape(raw: bytes) -> str:
     """Escape path or target bytes for a manifest field."""
+    if (raw and raw != b"-" and min(raw) > 0x20 and max(raw) < 0x7F and b"%" not in raw
+            and b"," not in raw and b"=" not in raw):
+        return raw.decode()  # nothing to escape: the common case, without a per-byte loop
     out = []
     for b in raw:
         if 0x21 <= b <= 0x7E and b not in (0x25, 0x2C, 0x3D):

@@ -25,6 +25,20 @@ def test_escape_round_trip_non_utf8_and_separators():
     assert escape(b"-") == "%2D"
 
 
+def test_escape_each_byte_alone_and_inside_a_plain_name():
+    # the plain-name shortcut and the per-byte path agree: every byte, alone and
+    # between printable characters, escapes to %XX exactly when the format says so
+    for b in range(256):
+        keep = 0x21 <= b <= 0x7E and b not in (0x25, 0x2C, 0x3D)
+        one = chr(b) if keep else "%%%02X" % b
+        if b == 0x2D:
+            assert escape(bytes([b])) == "%2D"
+        else:
+            assert escape(bytes([b])) == one
+        assert escape(b"/a" + bytes([b]) + b"z") == "/a" + one + "z"
+    assert escape(b"") == ""
+
+
 def test_entry_line_layout():
     e = ManifestEntry(b"/usr/bin/x", "f", 0o104755, 0, 0, 3, "ab" * 48, None,
                       [(b"security.ima", b"\x01\x02"), (b"security.capability", b"\x00")])
