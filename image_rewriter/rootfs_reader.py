@@ -280,6 +280,18 @@ def _mount_manifest(raw: str | Path, partition: Partition, fstype: str, includes
             raise RootfsReadError("%s partition %d: %s" % (raw, partition.number, e)) from e
 
 
+def _clean_filesystem(raw: str | Path, partition: Partition, method: str) -> FilesystemInfo:
+    """The file system in ``partition``, checked to be readable natively as it is."""
+    if method not in METHODS:
+        raise ValueError("method must be one of %s, not %r" % (METHODS, method))
+    info = identify_filesystem(raw, partition)
+    if info is None:
+        raise RootfsReadError("%s partition %d (offset %d) holds no file system blkid knows"
+                              % (raw, partition.number, partition.start))
+    _check_clean(raw, partition, info.type)
+    return info
+
+
 def native_manifest(raw: str | Path, partition: Partition, includes: Iterable[str],
                     excludes: Iterable[str] = (), xattrs: Iterable[str] = DEFAULT_XATTRS,
                     method: str = "auto") -> bytes:
@@ -297,13 +309,7 @@ def native_manifest(raw: str | Path, partition: Partition, includes: Iterable[st
         RootfsReadError: the file system cannot be read as the agent would (journal to
             replay, an include through a symlink out of the root, an unreadable file).
     """
-    if method not in METHODS:
-        raise ValueError("method must be one of %s, not %r" % (METHODS, method))
-    info = identify_filesystem(raw, partition)
-    if info is None:
-        raise RootfsReadError("%s partition %d (offset %d) holds no file system blkid knows"
-                              % (raw, partition.number, partition.start))
-    _check_clean(raw, partition, info.type)
+    info = _clean_filesystem(raw, partition, method)
     incs = top_includes(includes)
     excl = list(excludes)
     names = list(xattrs)
@@ -339,13 +345,7 @@ def native_file_digests(raw: str | Path, partition: Partition, includes: Iterabl
     """
     from image_rewriter.exports import ExportError, hash_tree_files
 
-    if method not in METHODS:
-        raise ValueError("method must be one of %s, not %r" % (METHODS, method))
-    info = identify_filesystem(raw, partition)
-    if info is None:
-        raise RootfsReadError("%s partition %d (offset %d) holds no file system blkid knows"
-                              % (raw, partition.number, partition.start))
-    _check_clean(raw, partition, info.type)
+    info = _clean_filesystem(raw, partition, method)
     incs, excl = top_includes(includes), list(excludes)
     if method in ("auto", "debugfs") and info.type in EXT_TYPES:
         reader = DebugfsReader(raw, partition.start, excl, (), hash_name=hash_alg)
