@@ -20,14 +20,10 @@ Command line: ``python -m qemu_tests.dracut_image [--force]``.
 
 from __future__ import annotations
 
-import argparse
 import shlex
-import sys
-import time
 from pathlib import Path
 
-from .errors import QemuTestsError
-from .image_builder import Progress, build_guest_image
+from .image_builder import Progress, build_guest_image, image_cli
 from .recipe import DEFAULT_PACKAGES, GuestRecipe
 
 #: where the image's dracut configuration goes
@@ -61,21 +57,8 @@ def build_dracut_image(cache_dir: Path | None = None, progress: Progress | None 
 
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point; see the module docstring."""
-    parser = argparse.ArgumentParser(prog="python -m qemu_tests.dracut_image",
-                                     description="Build or reuse the dracut guest image.")
-    parser.add_argument("--force", action="store_true", help="rebuild the image if cached")
-    parser.add_argument("--cache-dir", type=Path, default=None, help="cache root directory")
-    args = parser.parse_args(argv)
-    start = time.monotonic()
-    try:
-        image = build_dracut_image(args.cache_dir,
-                                   lambda m: print(m, file=sys.stderr, flush=True),
-                                   force=args.force)
-    except QemuTestsError as exc:
-        print("error: %s" % exc, file=sys.stderr)
-        return 1
-    print("%s (%.1f s)" % (image, time.monotonic() - start))
-    return 0
+    return image_cli(argv, "python -m qemu_tests.dracut_image", "the dracut guest image",
+                     build_dracut_image)
 
 
 if __name__ == "__main__":

@@ -366,10 +366,16 @@ def _remove_tree(path: Path) -> None:
     shutil.rmtree(path)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line entry point; see the module docstring."""
-    parser = argparse.ArgumentParser(prog="python -m qemu_tests.image_builder",
-                                     description="Build or reuse the cvmchain guest image.")
+BuildImage = Callable[[Path | None, Progress, bool], Path]
+
+
+def image_cli(argv: list[str] | None, prog: str, what: str, build: BuildImage) -> int:
+    """The command line of an image module: build or reuse ``what``, print where it is.
+
+    ``build(cache_dir, progress, force)`` returns the image path; exit 1 with the
+    error on a :class:`QemuTestsError`.
+    """
+    parser = argparse.ArgumentParser(prog=prog, description="Build or reuse %s." % what)
     parser.add_argument("--force", action="store_true", help="rebuild even if cached")
     parser.add_argument("--print-path", action="store_true",
                         help="print only the image path on stdout")
@@ -381,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.monotonic()
     try:
-        image = build_guest_image(DEFAULT_RECIPE, args.cache_dir, progress, force=args.force)
+        image = build(args.cache_dir, progress, args.force)
     except QemuTestsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -394,6 +400,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{time.monotonic() - start:.1f} s")
     return 0
 
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point; see the module docstring."""
+    return image_cli(argv, "python -m qemu_tests.image_builder", "the cvmchain guest image",
+                     lambda cache, progress, force: build_guest_image(DEFAULT_RECIPE, cache,
+                                                                      progress, force=force))
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -42,13 +42,11 @@ Command line: ``python -m qemu_tests.tsm_image [--force]``.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -56,8 +54,8 @@ from pathlib import Path
 
 from initrd_agent.runtime_bundle import KEYRING, debian_uri, private_apt_env, sha256_file
 
-from .errors import ImageBuildError, QemuTestsError
-from .image_builder import Progress, build_guest_image, locked
+from .errors import ImageBuildError
+from .image_builder import Progress, build_guest_image, image_cli, locked
 from .paths import cache_root
 from .procs import run_command
 from .recipe import DEFAULT_PACKAGES, GuestRecipe, LocalFile
@@ -360,20 +358,8 @@ def build_tsm_image(cache_dir: Path | None = None, progress: Progress | None = N
 
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point; see the module docstring."""
-    parser = argparse.ArgumentParser(prog="python -m qemu_tests.tsm_image",
-                                     description="Build or reuse the tsm_mr_sample guest image.")
-    parser.add_argument("--force", action="store_true", help="rebuild the image if cached")
-    parser.add_argument("--cache-dir", type=Path, default=None, help="cache root directory")
-    args = parser.parse_args(argv)
-    start = time.monotonic()
-    try:
-        image = build_tsm_image(args.cache_dir, lambda m: print(m, file=sys.stderr, flush=True),
-                                force=args.force)
-    except QemuTestsError as exc:
-        print("error: %s" % exc, file=sys.stderr)
-        return 1
-    print("%s (%.1f s)" % (image, time.monotonic() - start))
-    return 0
+    return image_cli(argv, "python -m qemu_tests.tsm_image", "the tsm_mr_sample guest image",
+                     build_tsm_image)
 
 
 if __name__ == "__main__":
