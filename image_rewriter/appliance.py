@@ -40,8 +40,14 @@ def guestfs_module() -> ModuleType:
             ) from exc
 
 
-def new_handle(image: Path, fmt: str, readonly: bool) -> Any:
-    """A configured, not yet launched ``guestfs.GuestFS`` with ``image`` added."""
+def new_handle(image: Path, fmt: str, readonly: bool, scratch: bool = False) -> Any:
+    """A configured, not yet launched ``guestfs.GuestFS`` with ``image`` added.
+
+    ``scratch``: ``image`` is a private work copy that is thrown away or synced by the
+    caller, so the guest's flushes need not reach the disk (``cachemode=unsafe``; the
+    writes still reach the host's page cache, where the host reads them). Without it a
+    guest ``sync`` waits for every dirty page of the copy the host just wrote.
+    """
     guestfs = guestfs_module()
     g = guestfs.GuestFS(python_return_dict=True)
     if "LIBGUESTFS_BACKEND" not in os.environ:
@@ -50,19 +56,23 @@ def new_handle(image: Path, fmt: str, readonly: bool) -> Any:
         g.set_backend_settings(["force_tcg"])
     g.set_smp(min(2, os.cpu_count() or 1))
     g.set_memsize(max(g.get_memsize(), 1024))
-    g.add_drive_opts(str(image), format=fmt, readonly=readonly)
+    if scratch:
+        g.add_drive_opts(str(image), format=fmt, readonly=readonly, cachemode="unsafe")
+    else:
+        g.add_drive_opts(str(image), format=fmt, readonly=readonly)
     return g
 
 
 @contextmanager
-def launched(image: Path, fmt: str = "qcow2", readonly: bool = True) -> Iterator[Any]:
+def launched(image: Path, fmt: str = "qcow2", readonly: bool = True,
+             scratch: bool = False) -> Iterator[Any]:
     """Launch an appliance on ``image``; yields the handle, closes it afterwards.
 
     libguestfs errors (``RuntimeError`` from the binding) become :class:`ApplianceError`
     naming the image. A writable handle is shut down cleanly (flushing every write)
     before it is closed, and only when the block raised nothing.
     """
-    g = new_handle(image, fmt, readonly)
+    g = new_handle(image, fmt, readonly, scratch)
     try:
         g.launch()
         yield g

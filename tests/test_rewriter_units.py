@@ -290,3 +290,16 @@ def test_reference_roots_follow_the_configuration() -> None:
     assert tdx_only.events[1].descriptor == "cvmchain:ima-policy:none"
     tpm_only = build_reference(AgentConfig(roots="tpm", tpm_pcr=14), None, {}, "d", {})
     assert tpm_only.cc_mr_value is None and tpm_only.pcr_index == 14
+
+
+def test_files_written_after_grub_are_measured_only_under_an_include() -> None:
+    from image_rewriter.rewrite import _measured
+
+    def conf(*include: str) -> AgentConfig:
+        return AgentConfig(include=include)
+
+    assert not _measured(conf("/usr", "/etc/passwd"), "/boot/grub/grub.cfg")
+    assert not _measured(conf("/bo"), "/boot/initrd.img-6.1")
+    assert _measured(conf("/usr", "/boot"), "/boot/initrd.img-6.1")
+    assert _measured(conf("/boot/grub/"), "/boot/grub/grub.cfg")
+    assert _measured(conf("/"), "/boot/grub/grub.cfg")
