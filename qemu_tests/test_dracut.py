@@ -123,3 +123,42 @@ def test_dracut_guest_without_root_of_trust_halts_for_real(
     console = machine.console_log.read_text(errors="replace")
     # the real root's systemd never started (it names the host; the initrd's says localhost)
     assert "Hostname set to <cvmchain-guest>" not in console
+
+
+def test_dracut_appliance_initrd_mode_boots_and_verifies(
+        vm: VMFactory, artifacts_dir: Path, dracut_image: Path, tmp_path: Path,
+        dracut_rewritten: Rewritten) -> None:
+    """--initrd-mode appliance on a dracut guest: the guest's own dracut rebuilds the initrd
+    inside the appliance, through the 90cvmchain module the rewriter installed (not merged on
+    the host), and that initrd runs the agent too, with the same reference events."""
+    rw = run_rewrite(dracut_image, tmp_path / "appliance.qcow2", "--initrd-mode", "appliance")
+    steps = {s["name"]: s for s in rw.report["steps"]}
+    assert steps["initrd"]["detail"].startswith("dracut in the appliance")
+    assert [e.descriptor for e in rw.reference.events] == \
+        [e.descriptor for e in dracut_rewritten.reference.events]
+    kernel = rw.report["kernels"][0]
+    with mounted(rw.image) as g:
+        built = read_initrd(g.read_file("/boot/initrd.img-%s" % kernel))
+    with mounted(dracut_image) as g:
+        stock = read_initrd(g.read_file("/boot/initrd.img-%s" % kernel))
+    # a new initrd from dracut itself (the module's hook and the agent in it), not the
+    # stock one with files appended
+    assert built.kind() == "dracut"
+    hook = built.entry(HOOK_IN_INITRD)
+    assert hook is not None and hook.data == HOOK_SRC.read_bytes()
+    assert built.file("usr/lib/cvmchain/runtime/bin/micropython-run") is not None
+    assert stock.entry(HOOK_IN_INITRD) is None
+
+    image = make_overlay(rw.image, artifacts_dir / "dracut-appliance.qcow2")
+    machine = vm(overlay=image, login=False)
+    machine.expect(AGENT_DONE, timeout=AGENT_TIMEOUT)
+    machine.wait_for_login()
+    evidence = collect_guest_evidence(machine)
+    machine.shutdown()
+    verdict = verify(evidence, rw.reference, load_reference_manifest(rw.reference_path,
+                                                                     rw.reference))
+    (artifacts_dir / "verdict.json").write_text(json.dumps(verdict.to_dict(), indent=1))
+    assert verdict.verified, [f.to_dict() for f in verdict.findings]
+    live = evidence.registers["pcr"][15]
+    for alg, value in live.items():
+        assert value == rw.reference.pcr_values[alg], alg
