@@ -9,14 +9,14 @@ not be UTF-8.
 
 Speed (the walk must stay close to ``find | sort | xargs sha384sum``):
 
-- files are hashed on worker threads (``_thread``; the unix port has no GIL,
-  so read(2) and mbedtls run on every processor) while the calling thread
+- files are hashed on worker threads (:mod:`filehash`; the unix port has no
+  GIL, so read(2) and mbedtls run on every processor) while the calling thread
   walks, and hashes too when its window is full. Lines wait in that bounded
   window for their digests and leave it in path order: the same bytes as a
   sequential walk. One processor, no ``_thread`` or the pure-Python fallback
   hash: no threads, everything on the calling thread;
 - a file that fits the buffer is read once and hashed with one
-  ``mbedtls_sha512`` call; larger ones are streamed in 1 MiB reads;
+  ``mbedtls_sha512`` call (:mod:`filehash`);
 - one ``llistxattr`` per entry instead of one ``lgetxattr`` per recorded
   name (most files have no xattrs at all), one stat buffer per walk; the
   lines come from the shared encoder (``ManifestEntry.encode``).
@@ -26,6 +26,15 @@ import os
 import struct
 
 import libc
+from filehash import (
+    JOB_DIGEST,
+    JOB_ERROR,
+    JOB_SEEN,
+    FileHasher,
+    HashPool,
+    TreeError,
+    default_threads,
+)
 
 from shared_spec.manifest import (
     TYPE_ABSENT,
@@ -42,18 +51,12 @@ from shared_spec.manifest import (
 ENOENT = libc.ENOENT
 ENODATA = libc.ENODATA
 EOPNOTSUPP = libc.EOPNOTSUPP
-EINTR = libc.EINTR
 ERANGE = libc.ERANGE
 _lstat = libc.lstat
 _readlink = libc.readlink
 _lgetxattr = libc.lgetxattr
 _llistxattr = libc.llistxattr
-_open = libc.open_
-_read = libc.read
-_close = libc.close
-_O_READ = libc.O_RDONLY | libc.O_CLOEXEC
 
-CHUNK = 1 << 20
 #: manifest lines that may wait for their file's digest (bounds memory)
 WINDOW = 2048
 _STAT_SIZE = 144
@@ -63,10 +66,6 @@ _XATTR_ABSENT = (ENODATA, EOPNOTSUPP, libc.EPERM)
 _S_IFMT = 0o170000
 _S_IFREG = 0o100000
 _S_IFDIR = 0o040000
-
-
-class TreeError(Exception):
-    """A path cannot be read; the message names it."""
 
 
 def _errno():
@@ -152,202 +151,6 @@ def _listxattr_z(zpath, buf):
     return bytes(buf[:n]).split(b"\x00")
 
 
-class FileHasher:
-    """SHA-384 of regular files through one reusable buffer (read(2) straight into it).
-
-    With a provider that has ``digester(alg)`` (:mod:`mbedhash`) the hashing
-    runs in C and a file that fits the buffer costs one read and one hash
-    call; otherwise it streams through ``hashes.new(alg)``. One hasher per
-    thread.
-    """
-
-    def __init__(self, hashes, alg=0x000C):
-        self.hashes = hashes
-        self.alg = alg
-        self.buf = bytearray(CHUNK)
-        self.view = memoryview(self.buf)
-        self.bytes = 0
-        make = getattr(hashes, "digester", None)
-        self.digester = make(alg) if make is not None else None
-
-    def hash(self, path, size=-1):
-        """Hex SHA-384 of the file at ``path`` (bytes or str); ``size``: its lstat size."""
-        return self.hash_z(_z(path), size)
-
-    def _fill(self, fd, zpath):
-        while True:
-            n = _read(fd, self.buf, CHUNK)
-            if n >= 0:
-                return n
-            e = _errno()
-            if e != EINTR:
-                raise TreeError("cannot read %s: errno %d" % (zpath[:-1], e))
-
-    def hash_z(self, zpath, size=-1):
-        """As :meth:`hash`, for a NUL-terminated path."""
-        fd = _open(zpath, _O_READ, 0)
-        while fd < 0:
-            e = _errno()
-            if e != EINTR:
-                raise TreeError("cannot open %s: errno %d" % (zpath[:-1], e))
-            fd = _open(zpath, _O_READ, 0)
-        try:
-            n = self._fill(fd, zpath)
-            total = n
-            d = self.digester
-            if d is not None:
-                # a short read of the size lstat gave is the end of a regular file
-                if n == size and n < CHUNK:
-                    self.bytes += n
-                    return d.hexdigest_of(self.buf, n)
-                d.start()
-                while n > 0:
-                    d.update(self.buf, n)
-                    n = self._fill(fd, zpath)
-                    total += n
-                self.bytes += total
-                return d.finish()
-            h = self.hashes.new(self.alg)
-            while n > 0:
-                h.update(self.view[:n] if n < CHUNK else self.buf)
-                n = self._fill(fd, zpath)
-                total += n
-            self.bytes += total
-            return h.digest().hex()
-        finally:
-            _close(fd)
-
-
-# a queued file: [NUL-terminated path, lstat size, digest, error, done lock, seen]; a
-# worker writes digest or error in place, then releases ``done``; ``seen`` is the main
-# thread's own note that it has taken ``done`` back (a hard link's job is met again)
-_PATH, _SIZE, _DIGEST, _ERROR, _DONE, _SEEN = range(6)
-
-
-class _HashPool:
-    """Worker threads that hash queued files (FIFO), each with its own :class:`FileHasher`.
-
-    The unix port of MicroPython has no GIL: threads run Python in parallel
-    and share nothing safely but locks. So the queue is guarded by ``qlock``,
-    a job is a fixed-size list the worker writes in place before releasing the
-    job's ``done`` lock, and each worker reports its end in its own slot of
-    ``exited``. Only the main thread submits and waits. Idle workers sleep on
-    ``gate``, which the main thread releases on submit; a worker that misses
-    that wake-up only idles, since a waiting main thread hashes queued jobs
-    itself.
-    """
-
-    def __init__(self, thread, hashes, alg, nworkers):
-        self._lock = thread.allocate_lock
-        self.queue = []
-        self.qlock = thread.allocate_lock()
-        self.gate = thread.allocate_lock()
-        self.gate.acquire()
-        self.stop = False
-        self.hashers = [FileHasher(hashes, alg) for _ in range(nworkers)]
-        self.exited = [True] * nworkers
-        for i in range(nworkers):
-            self.exited[i] = False
-            try:
-                thread.start_new_thread(self._work, (i, self.hashers[i]))
-            except (OSError, RuntimeError, MemoryError):
-                # no more threads (resource limits): the ones started will do
-                self.exited[i] = True
-                break
-        #: worker threads running
-        self.workers = self.exited.count(False)
-
-    def submit(self, zpath, size):
-        done = self._lock()
-        done.acquire()
-        job = [zpath, size, None, None, done, False]
-        self.qlock.acquire()
-        self.queue.append(job)
-        self.qlock.release()
-        if self.gate.locked():
-            self.gate.release()
-        return job
-
-    def _take(self):
-        self.qlock.acquire()
-        job = self.queue.pop(0) if self.queue else None
-        self.qlock.release()
-        return job
-
-    @staticmethod
-    def run(job, hasher):
-        try:
-            job[_DIGEST] = hasher.hash_z(job[_PATH], job[_SIZE])
-        except Exception as e:
-            job[_ERROR] = e
-        job[_DONE].release()
-
-    def _work(self, i, hasher):
-        try:
-            while True:
-                job = self._take()
-                if job is not None:
-                    self.run(job, hasher)
-                elif self.stop:
-                    break
-                else:
-                    self.gate.acquire()
-        finally:
-            self.exited[i] = True
-
-    def ready(self, job):
-        """True when ``job`` is done (never blocks)."""
-        if not job[_SEEN] and job[_DONE].acquire(0):
-            job[_SEEN] = True
-        return job[_SEEN]
-
-    def wait(self, job, hasher):
-        """Block until ``job`` is done, hashing queued jobs meanwhile; its digest."""
-        while not self.ready(job):
-            j = self._take()
-            if j is None:
-                job[_DONE].acquire()  # a worker has it; released when it is done
-                job[_SEEN] = True
-                break
-            self.run(j, hasher)
-        if job[_ERROR] is not None:
-            raise job[_ERROR]
-        return job[_DIGEST]
-
-    def close(self):
-        """Drop queued jobs and stop the workers; returns once all have ended."""
-        import time
-
-        self.qlock.acquire()
-        del self.queue[:]
-        self.qlock.release()
-        self.stop = True
-        while not all(self.exited):
-            if self.gate.locked():
-                self.gate.release()
-            time.sleep_ms(1)
-
-    def hashed_bytes(self):
-        return sum(h.bytes for h in self.hashers)
-
-
-def _default_threads(hasher):
-    """Worker threads for this machine: one per processor but the walker's own.
-
-    The walking thread hashes too whenever its window of lines is full, so
-    with N processors, N - 1 workers keep them all busy; more only contend.
-    0 with the pure-Python fallback hash (kept on the plainest path) or
-    without ``_thread``.
-    """
-    if hasher.digester is None:
-        return 0
-    try:
-        import _thread  # noqa: F401
-    except ImportError:
-        return 0
-    return libc.usable_cpus() - 1
-
-
 def _listdir(path):
     return [entry[0] for entry in os.ilistdir(path)]
 
@@ -396,11 +199,11 @@ class Walker:
         self.pending = []
         self.pool = None
         if threads is None:
-            threads = _default_threads(self.hasher)
+            threads = default_threads(self.hasher)
         if threads > 0:
             import _thread
 
-            self.pool = _HashPool(_thread, hashes, self.hasher.alg, threads)
+            self.pool = HashPool(_thread, hashes, self.hasher.alg, threads)
             if not self.pool.workers:
                 self.pool = None
 
@@ -489,10 +292,10 @@ class Walker:
         while i < n:
             e, job = pending[i]
             if job is not None:
-                if job[_SEEN] or pool.ready(job):
-                    if job[_ERROR] is not None:
-                        raise job[_ERROR]
-                    e.content = job[_DIGEST]
+                if job[JOB_SEEN] or pool.ready(job):
+                    if job[JOB_ERROR] is not None:
+                        raise job[JOB_ERROR]
+                    e.content = job[JOB_DIGEST]
                 elif block or n - i >= limit:
                     e.content = pool.wait(job, self.hasher)
                 else:
