@@ -1,4 +1,10 @@
-"""``cvmchain verify``: replay an evidence bundle and check it against a reference."""
+"""``cvmchain verify``: replay an evidence bundle (or this machine's live evidence) and check
+it against a reference.
+
+Without ``--evidence`` the evidence is collected on this machine first, exactly as
+``cvmchain evidence collect`` would (registers, then the quote, then the logs), so a guest
+can check itself: ``cvmchain verify --reference REF``.
+"""
 
 import argparse
 import json
@@ -7,32 +13,59 @@ from typing import Any
 
 from rich.console import Console
 
-from cloud_sdk.errors import InputError
+from cloud_sdk.backends import BACKEND_NAMES, detect_backend
+from cloud_sdk.collect import collect_evidence
 from cloud_sdk.evidence import Evidence
 from cloud_sdk.reference import Reference
 from cloud_sdk.render import print_findings, register_table, verdict_line
 from cloud_sdk.verify import load_reference_manifest, verify
 
+#: backends that read this machine (``offline`` is what ``--evidence`` is for)
+LIVE_BACKENDS = tuple(name for name in BACKEND_NAMES if name != "offline")
+
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("verify", help="replay evidence and verify it (against a reference)")
+    p = sub.add_parser("verify", help="replay evidence and verify it (against a reference)",
+                       description="Replay an evidence bundle, or without --evidence the "
+                       "evidence of this machine collected now, and verify it, against the "
+                       "rewriter's reference when one is given.")
     p.add_argument("--reference", metavar="REF", help="the rewriter's <image>.reference.json")
     p.add_argument("--evidence", metavar="BUNDLE", required=False,
-                   help="an evidence bundle (cvmchain-evidence/1 JSON)")
+                   help="an evidence bundle (cvmchain-evidence/1 JSON); default: collect "
+                   "this machine's evidence now")
     p.add_argument("--format", choices=("text", "json"), default="text")
+    live = p.add_argument_group("live evidence (without --evidence)")
+    live.add_argument("--backend", choices=("auto", *LIVE_BACKENDS), default="auto",
+                      help="root of trust (default: TDX when present, else the TPM)")
+    live.add_argument("--root", metavar="DIR", default="/",
+                      help="read /sys, /dev, /run and /proc under DIR (default: /)")
+    live.add_argument("--tpm-device", metavar="PATH",
+                      help="TPM device node or swtpm unix socket (default: /dev/tpmrm0, "
+                      "else /dev/tpm0)")
+    live.add_argument("--tsm-entry", metavar="NAME",
+                      help="an existing configfs-tsm report entry to use for the quote")
+    live.add_argument("--no-quote", action="store_true", help="do not ask for a quote")
     p.set_defaults(handler=cmd_verify)
 
 
+def live_evidence(args: argparse.Namespace) -> Evidence:
+    """This machine's evidence, collected as ``cvmchain evidence collect`` does; the bundle's
+    notes (a quote that could not be made, an absent log) go to stderr."""
+    backend = detect_backend(args.backend, args.root, tpm_device=args.tpm_device,
+                             tsm_entry=args.tsm_entry)
+    evidence = collect_evidence(backend, include_quote=not args.no_quote)
+    for note in evidence.notes:
+        print("cvmchain: live evidence: %s" % note, file=sys.stderr)
+    return evidence
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
-    if not args.evidence:
-        raise InputError("--evidence BUNDLE is required: collecting live evidence on this "
-                         "machine is not implemented yet")
-    evidence = Evidence.load(args.evidence)
     reference = None
     manifest = None
-    if args.reference:
+    if args.reference:  # an unusable reference fails before anything is collected
         reference = Reference.load(args.reference)
         manifest = load_reference_manifest(args.reference, reference)
+    evidence = Evidence.load(args.evidence) if args.evidence else live_evidence(args)
     verdict = verify(evidence, reference, manifest)
     if args.format == "json":
         json.dump(verdict.to_dict(), sys.stdout, indent=1)

@@ -24,6 +24,7 @@ import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
@@ -39,7 +40,7 @@ from .procs import kill_group, set_parent_death_signal, track, untrack
 from .recipe import DEFAULT_RECIPE
 from .swtpm import Swtpm
 
-__all__ = ["QemuVM", "Swtpm", "boot_vm", "kvm_works"]
+__all__ = ["QemuVM", "ReadOnlyDrive", "Swtpm", "boot_vm", "kvm_works"]
 
 QEMU = "qemu-system-x86_64"
 SOCKET_WAIT_SECONDS = 15.0
@@ -53,6 +54,28 @@ _SHELL_SETUP = (
     "stty -echo -onlcr cols 1000; export TERM=dumb PS1='' PS2=''; "
     "unset PROMPT_COMMAND HISTFILE; dmesg -n 1; bind 'set enable-bracketed-paste off'"
 )
+
+
+@dataclass(frozen=True)
+class ReadOnlyDrive:
+    """A raw file attached read-only as a virtio disk whose serial number is ``serial``.
+
+    The guest finds it by that serial (``/sys/block/vdX/serial``, or udev's
+    ``/dev/disk/by-id/virtio-<serial>``), whatever letter it gets.
+    """
+
+    path: Path
+    serial: str
+
+    def qemu_args(self, drive_id: str) -> list[str]:
+        """``-drive`` + ``-device`` arguments (commas in the path escaped as QEMU wants)."""
+        if not self.serial or not self.serial.replace("-", "").replace("_", "").isalnum() \
+                or len(self.serial) > 20:
+            raise VMError(f"drive {self.path}: serial {self.serial!r} must be 1-20 characters "
+                          "of letters, digits, '-' or '_' (virtio-blk's limit)")
+        file = str(self.path).replace(",", ",,")
+        return ["-drive", f"file={file},if=none,id={drive_id},format=raw,readonly=on",
+                "-device", f"virtio-blk-pci,drive={drive_id},serial={self.serial}"]
 
 
 class QemuVM:
@@ -72,6 +95,7 @@ class QemuVM:
         ready_marker: line the root login shell prints on the console.
         extra_args: additional QEMU arguments.
         reboot_exits: make a guest reboot end QEMU (``-no-reboot``).
+        drives: raw files attached read-only as extra virtio disks (after the boot disk).
     """
 
     def __init__(
@@ -88,6 +112,7 @@ class QemuVM:
         ready_marker: str = DEFAULT_RECIPE.ready_marker,
         extra_args: Sequence[str] = (),
         reboot_exits: bool = False,
+        drives: Sequence[ReadOnlyDrive] = (),
     ) -> None:
         self.disk = Path(disk)
         self.workdir = Path(workdir)
@@ -100,6 +125,7 @@ class QemuVM:
         self.ready_marker = ready_marker
         self.extra_args = list(extra_args)
         self.reboot_exits = reboot_exits
+        self.drives = list(drives)
         self.login_seconds: float | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
@@ -130,6 +156,8 @@ class QemuVM:
             "-serial", "chardev:console",
             "-qmp", f"unix:{self.workdir / 'qmp.sock'},server=on,wait=off",
         ]
+        for number, drive in enumerate(self.drives):
+            argv += drive.qemu_args(f"extra{number}")
         if self.tpm is not None:
             argv += self.tpm.qemu_args(self.tpm_device)
         if self.reboot_exits:
@@ -424,7 +452,7 @@ def boot_vm(
             :func:`qemu_tests.guestfs_io.copy_into_guest`).
         login: wait for the autologin marker before yielding.
         login_timeout: seconds to wait for it.
-        vm_kwargs: passed to :class:`QemuVM`.
+        vm_kwargs: passed to :class:`QemuVM` (e.g. ``drives=[ReadOnlyDrive(path, serial)]``).
 
     On a clean exit the guest is powered off; on an error (or Ctrl-C) QEMU is killed. Either
     way QEMU and swtpm are gone afterwards.

@@ -30,6 +30,8 @@ from qemu_tests.disk import make_overlay
 from qemu_tests.errors import GuestTimeout
 from qemu_tests.guest_evidence import collect_guest_evidence, parse_pcrread
 from qemu_tests.guestfs_io import mounted
+from qemu_tests.harness import QemuVM
+from qemu_tests.sdk_drive import build_sdk_archive, guest_cli, guest_install_command
 from shared_spec import agent_events as ae
 from shared_spec.algorithms import ALG_SHA256, alg_from_name
 from shared_spec.manifest import parse_manifest
@@ -162,14 +164,105 @@ def _verify(evidence: Evidence, rw: Rewritten, artifacts: Path):
     return verdict
 
 
+GUEST_REF = "/root/sdk/ref.json"
+GUEST_BUNDLE = "/root/bundle.json"
+#: a generous bound for one CLI run under TCG (Python start-up, rich, the replay)
+SDK_TIMEOUT = 600.0
+
+
+def _pcrread_collect_pcrread(machine: QemuVM) -> tuple[dict, dict]:
+    """``tpm2_pcrread``, ``cvmchain evidence collect``, ``tpm2_pcrread`` in the guest, until
+    PCR 10 stays put across the collection (IMA measures any new executable or mmap).
+
+    Returns:
+        The PCRs read before and after the collection, by the independent reader.
+    """
+    collect = guest_cli("evidence", "collect", "-o", GUEST_BUNDLE)
+    for _attempt in range(3):
+        before = parse_pcrread(machine.check("tpm2_pcrread"))
+        machine.check(collect, timeout=SDK_TIMEOUT)
+        after = parse_pcrread(machine.check("tpm2_pcrread"))
+        if before == after:
+            break
+    return before, after
+
+
+def _sdk_in_guest(machine: QemuVM, artifacts: Path, rw: Rewritten) -> Evidence:
+    """Issues #4 and #5: `cvmchain evidence collect` and `cvmchain verify --reference` run
+    inside the guest, from the SDK archive on the read-only disk, with the guest's own
+    python3 and python3-cryptography; the bundle comes back to the host."""
+    machine.check(guest_install_command(), timeout=120)
+    # the first run of python3 and its extension modules is measured by IMA (PCR 10):
+    # once, so the next reads of the registers agree with each other
+    warm, status = machine.run(guest_cli("evidence", "collect", "-o", "/root/warm.json"),
+                               timeout=SDK_TIMEOUT)
+    (artifacts / "guest-collect-warm.txt").write_text(warm)
+    assert status == 0, warm[-3000:]
+    before, after = _pcrread_collect_pcrread(machine)
+    assert before == after, "PCRs moved while the bundle was collected"
+
+    # verify the bundle in the guest, as text (rich) and as JSON
+    text, status = machine.run(guest_cli("verify", "--reference", GUEST_REF,
+                                         "--evidence", GUEST_BUNDLE), timeout=SDK_TIMEOUT)
+    (artifacts / "guest-verify.txt").write_text(text)
+    assert status == 0, text[-3000:]
+    assert text.rstrip().endswith("VERIFIED") and "NOT VERIFIED" not in text
+    out, status = machine.run(guest_cli("verify", "--reference", GUEST_REF, "--evidence",
+                                        GUEST_BUNDLE, "--format", "json") + " 2>/dev/null",
+                              timeout=SDK_TIMEOUT)
+    assert status == 0, out[-3000:]
+    guest_verdict = json.loads(out)
+    assert guest_verdict["verified"] is True
+
+    # live: no --evidence, the guest collects and verifies in one go
+    live, status = machine.run(guest_cli("verify", "--reference", GUEST_REF, "--format", "json")
+                               + " 2>/root/live.err", timeout=SDK_TIMEOUT)
+    (artifacts / "guest-verify-live.json").write_text(live)
+    assert status == 0, live[-3000:] + machine.check("cat /root/live.err")
+    live_verdict = json.loads(live)
+    assert live_verdict["verified"] is True
+    assert {r["register"] for r in live_verdict["registers"]} == \
+        {r["register"] for r in guest_verdict["registers"]}
+
+    # the bundle on the host: the host's verifier agrees with the guest's, finding for finding
+    raw = machine.read_file(GUEST_BUNDLE)
+    (artifacts / "guest-bundle.json").write_bytes(raw)
+    bundle = Evidence.load(artifacts / "guest-bundle.json")
+    host_verdict = verify(bundle, rw.reference, load_reference_manifest(rw.reference_path,
+                                                                        rw.reference))
+    assert host_verdict.verified
+    assert json.loads(json.dumps(host_verdict.to_dict())) == guest_verdict
+    # its PCRs are tpm2_pcrread's (an independent reader), every PCR of every bank
+    assert bundle.registers["pcr"] == after
+    # no tpm2-pytss in the guest: collected without a TPM quote, and the bundle says why
+    assert "tpm_quote" not in bundle.blobs
+    assert any(n.startswith("no TPM quote: tpm2-pytss is not installed") for n in bundle.notes)
+    return bundle
+
+
 def test_rewritten_image_boots_and_verifies(vm, artifacts_dir: Path, rewritten: Rewritten,
                                             rewritten_twice: Rewritten) -> None:
     """Scenarios 1, 5 and 6: the twice-rewritten image boots, and everything the agent
-    extends equals the first rewrite's predictions."""
+    extends equals the first rewrite's predictions; the SDK collects and verifies the
+    evidence inside the guest too, and agrees with the host."""
     image = make_overlay(rewritten_twice.image, artifacts_dir.parent / "baseline.qcow2")
-    evidence, ima_names = _boot_and_collect(vm, image)
+    manifest_name = str(rewritten.reference.rootfs["manifest_file"])
+    sdk = build_sdk_archive(artifacts_dir.parent / "sdk.tar", {
+        "ref.json": rewritten.reference_path,
+        manifest_name: rewritten.reference_path.parent / manifest_name,
+    })
+    machine = vm(overlay=image, login=False, drives=[sdk.drive()])
+    machine.expect(AGENT_DONE, timeout=AGENT_TIMEOUT)
+    machine.wait_for_login()
+    evidence = collect_guest_evidence(machine)
+    ima_names = machine.check("cut -d' ' -f5- %s" % IMA_ASCII).splitlines()
+    bundle = _sdk_in_guest(machine, artifacts_dir, rewritten)
+    machine.shutdown()
     verdict = _verify(evidence, rewritten, artifacts_dir)
     assert verdict.verified, [f.to_dict() for f in verdict.findings]
+    # the guest's bundle and the console's reads hold the same logs
+    for name in ("tpm_eventlog", "agent_tpm_log", "rootfs_manifest"):
+        assert bundle.blobs[name] == evidence.blobs[name], name
 
     # PCR 15 as tpm2_pcrread reads it equals the reference's prediction, every bank
     live = evidence.registers["pcr"]
