@@ -1,7 +1,12 @@
-"""``cvmchain quote show | verify``: a thin layer over :mod:`shared_spec.tdx_quote` and
-:mod:`cloud_sdk.quote_verify` for TDX quotes (binary), and over
+"""``cvmchain quote show | verify | challenge``: a thin layer over :mod:`shared_spec.tdx_quote`
+and :mod:`cloud_sdk.quote_verify` for TDX quotes (binary), and over
 :mod:`cloud_sdk.tpm_quote` for TPM quotes (``cvmchain-tpm-quote/1`` JSON files,
-recognised by their content).
+recognised by their content), with :mod:`cloud_sdk.tpm_ek` (EK certificate)
+and :mod:`cloud_sdk.tpm_credential` (credential activation) for the AK.
+
+The TPM flow: ``quote get`` (TPM machine) -> ``quote challenge`` (verifier, no
+TPM) -> ``quote activate`` (TPM machine) -> ``quote verify --ek-ca CA
+--activation CHALLENGE RESPONSE`` (verifier).
 
 Exit codes: 0 every check passed, 1 a check failed, 2 unusable input (raised
 as ``SpecError`` / ``InputError`` and reported by ``cloud_sdk.cli``).
@@ -16,11 +21,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from cloud_sdk import tpm_quote
+from cloud_sdk import tpm_credential, tpm_ek, tpm_quote
 from cloud_sdk.errors import InputError
 from cloud_sdk.intel_roots import trusted_roots
 from cloud_sdk.logs import read_file
 from cloud_sdk.quote_verify import DEFAULT_ACCEPTED_TCB, load_collateral, verify_quote
+from cloud_sdk.tpm_public import TpmPublic, parse_public, with_key
 from shared_spec.tdx_quote import TdxQuote, parse_quote
 
 
@@ -56,8 +62,38 @@ def register(sub: Any) -> None:
                      help="also accept this TCB status (e.g. SWHardeningNeeded); repeatable")
     ver.add_argument("--ak-pem", metavar="FILE",
                      help="TPM: verify with this AK public key (PEM) instead of the file's")
+    ver.add_argument("--ek-ca", metavar="FILE",
+                     help="TPM: check the EK certificate (the file's, or --ek-cert) chains to "
+                     "a self-signed root in this PEM bundle (roots and intermediates you trust) "
+                     "and holds the file's EK")
+    ver.add_argument("--ek-cert", metavar="FILE",
+                     help="TPM: the EK certificate (PEM or DER) to check instead of the file's")
+    ver.add_argument("--activation", metavar=("CHALLENGE", "RESPONSE"), nargs=2,
+                     help="TPM: the TPM activated CHALLENGE (made by `quote challenge` for "
+                     "this quote's AK) and returned its secret in RESPONSE (`quote activate`)")
     ver.add_argument("--format", choices=("text", "json"), default="text")
     ver.set_defaults(handler=cmd_verify)
+
+    ch = q.add_parser("challenge", help="TPM: a credential challenge for an AK under a "
+                      "certified EK (verifier side, no TPM)",
+                      description="Make a credential (TPM2_MakeCredential in software) that "
+                      "only the TPM holding the EK can open, and only for the AK: the EK is "
+                      "the key of --ek-cert (or of the quote file's EK certificate) in the TCG "
+                      "template it belongs to; the AK is the quote file's, or a TPM2B_PUBLIC "
+                      "file (tpm2_createak -u). The file keeps only the SHA-256 of the secret, "
+                      "so it can be sent to the TPM's machine (`cvmchain quote activate`). "
+                      "Exit 1 when --ek-ca is given and the EK certificate fails it.")
+    ch.add_argument("--ak-public", metavar="FILE", required=True,
+                    help="cvmchain-tpm-quote/1 file, or the AK's TPM2B_PUBLIC (binary)")
+    ch.add_argument("--ek-cert", metavar="FILE",
+                    help="EK certificate, PEM or DER (default: the quote file's)")
+    ch.add_argument("--ek-template", metavar="NAME", choices=tuple(tpm_ek.TEMPLATES),
+                    help="TCG EK template of the certified key (default: the quote file's, "
+                    "else by key: rsa2048, ecc256, high-ecc384, ...)")
+    ch.add_argument("--ek-ca", metavar="FILE",
+                    help="first check the EK certificate against this CA bundle")
+    ch.add_argument("-o", "--output", metavar="FILE", required=True)
+    ch.set_defaults(handler=cmd_challenge)
 
 
 _LABELS = (
@@ -186,7 +222,8 @@ def cmd_show_tpm(args: argparse.Namespace, q: tpm_quote.TpmQuote) -> int:
                                                 ).to_dict(),
                          "signature": parse_signature(q.signature, source=args.file
                                                       + ": signature").to_dict(),
-                         "pcrs": q.to_json()["pcrs"]}
+                         "pcrs": q.to_json()["pcrs"], "ek_template": q.ek_template,
+                         "ek_certificate": _cert_summary(q)}
     if args.format == "json":
         _dump(d)
         return 0
@@ -205,13 +242,25 @@ def cmd_show_tpm(args: argparse.Namespace, q: tpm_quote.TpmQuote) -> int:
                          ("PCR digest", a.get("pcr_digest", "")),
                          ("signature", "%s-%s" % (d["signature"]["sig_alg"],
                                                   d["signature"]["hash"])),
-                         ("attestation key", q.ak), ("TCTI", q.tcti)):
+                         ("attestation key", q.ak), ("TCTI", q.tcti),
+                         ("EK", q.ek_template or "(none)"),
+                         ("EK certificate", "%(subject)s issued by %(issuer)s, SHA-256 "
+                          "%(sha256)s" % d["ek_certificate"] if d["ek_certificate"]
+                          else "(none)")):
         t.add_row(label, str(value))
     for alg, bank in d["pcrs"].items():
         for pcr, value in bank.items():
             t.add_row("PCR %s (%s)" % (pcr, alg), value)
     Console().print(t)
     return 0
+
+
+def _cert_summary(q: tpm_quote.TpmQuote) -> dict[str, str] | None:
+    if not q.ek_certificate_pem:
+        return None
+    cert = tpm_ek.load_certificate(q.ek_certificate_pem.encode(), "ek_certificate_pem")
+    return {"subject": cert.subject.rfc4514_string(), "issuer": cert.issuer.rfc4514_string(),
+            "serial": "%x" % cert.serial_number, "sha256": tpm_ek.fingerprint(cert)}
 
 
 def cmd_verify_tpm(args: argparse.Namespace, q: tpm_quote.TpmQuote) -> int:
@@ -224,9 +273,16 @@ def cmd_verify_tpm(args: argparse.Namespace, q: tpm_quote.TpmQuote) -> int:
     if args.ak_pem:
         pem = read_file(args.ak_pem)
     res = tpm_quote.verify_tpm_quote(q, nonce=nonce, ak_public_pem=pem)
+    extra = verify_tpm_identity(args, q)
+    passed = res.passed and all(v.passed for v in extra.values())
     if args.format == "json":
-        _dump(res.to_dict())
-        return 0 if res.passed else 1
+        out = res.to_dict()
+        for key, value in extra.items():
+            out[key] = value.to_dict()
+            out["errors"] = out["errors"] + value.errors
+        out["passed"] = passed
+        _dump(out)
+        return 0 if passed else 1
     c = Console()
     t = Table(title="%s: TPM quote" % args.file, show_header=False)
     t.add_column("check", style="bold")
@@ -248,8 +304,116 @@ def cmd_verify_tpm(args: argparse.Namespace, q: tpm_quote.TpmQuote) -> int:
                                            for s in res.attest["pcr_select"]))
     t.add_row("attestation key", ("pinned --ak-pem " + args.ak_pem) if args.ak_pem
               else "from the file (%s)" % (q.ak or "unnamed"))
+    ek = extra.get("ek")
+    if ek is not None:
+        root = (" (root %s)" % ek.chain[-1]["subject"]) if ek.chain else ""
+        t.add_row("EK certificate chain", flag(ek.chain_valid) + root)
+        if ek.public_valid is not None:
+            t.add_row("EK = certified key", flag(ek.public_valid)
+                      + (" (%s)" % ek.template if ek.template else ""))
+    else:
+        t.add_row("EK certificate", "not checked (no --ek-ca)")
+    act = extra.get("activation")
+    if act is not None:
+        t.add_row("credential activation", flag(act.secret_valid))
+        t.add_row("activated AK = quote's AK", flag(act.ak_valid))
+    else:
+        t.add_row("AK in the EK's TPM", "not checked (no --activation)")
     c.print(t)
-    for err in res.errors:
+    for err in res.errors + [e for v in extra.values() for e in v.errors]:
         c.print("[red]%s[/red]: %s" % (err["code"], err["message"]), highlight=False)
-    c.print("[green]PASSED[/green]" if res.passed else "[red]FAILED[/red]")
-    return 0 if res.passed else 1
+    c.print("[green]PASSED[/green]" if passed else "[red]FAILED[/red]")
+    return 0 if passed else 1
+
+
+# ---------------------------------------------------------------- TPM: EK and credential
+
+
+def _ak_source(path: str) -> tuple[TpmPublic, tpm_quote.TpmQuote | None]:
+    raw = read_file(path)
+    if tpm_quote.looks_like_tpm_quote(raw):
+        q = tpm_quote.TpmQuote.loads(raw, path)
+        if not q.ak_public:
+            raise InputError("%s: ak_public: empty (a quote file from an older cvmchain)" % path)
+        return parse_public(q.ak_public, "%s: ak_public" % path), q
+    return parse_public(raw, path), None
+
+
+def _ek_certificate(option: str | None, q: tpm_quote.TpmQuote | None, what: str) -> Any:
+    if option:
+        return tpm_ek.load_certificate(read_file(option), option)
+    if q is not None and q.ek_certificate_pem:
+        return tpm_ek.load_certificate(q.ek_certificate_pem.encode(), what + ": ek_certificate_pem")
+    return None
+
+
+def _ek_public(cert: Any, name: str | None, q: tpm_quote.TpmQuote | None, source: str
+               ) -> tuple[str, TpmPublic]:
+    """The EK public area for ``cert``'s key: the quote's (when it holds that key and
+    ``name`` agrees), else the template's with the key."""
+    key = cert.public_key()
+    if q is not None and q.ek_public and (name is None or name == q.ek_template):
+        pub = parse_public(q.ek_public, "%s: ek_public" % source)
+        res = tpm_ek.EkVerification()
+        tpm_ek.check_public(cert, key, pub, res)
+        if not res.errors:
+            return q.ek_template or tpm_ek.template_for_key(key).name, pub
+    tmpl = tpm_ek.template(name) if name else tpm_ek.template_for_key(key)
+    return tmpl.name, with_key(tmpl.public(), key)
+
+
+def _print_findings(errors: list[dict[str, str]]) -> None:
+    c = Console(stderr=True)
+    for err in errors:
+        c.print("[red]%s[/red]: %s" % (err["code"], err["message"]), highlight=False)
+
+
+def cmd_challenge(args: argparse.Namespace) -> int:
+    ak, q = _ak_source(args.ak_public)
+    tpm_credential.check_ak(ak, args.ak_public)
+    cert = _ek_certificate(args.ek_cert, q, args.ak_public)
+    if cert is None:
+        raise InputError("no EK certificate: %s holds none; give --ek-cert" % args.ak_public)
+    template, ek = _ek_public(cert, args.ek_template, q, args.ak_public)
+    if args.ek_ca:
+        res = tpm_ek.verify_ek_certificate(cert, tpm_ek.load_ca_bundle(args.ek_ca), ek)
+        if not res.passed:
+            _print_findings(res.errors)
+            print("cvmchain: the EK certificate does not verify against %s; no challenge made"
+                  % args.ek_ca, file=sys.stderr)
+            return 1
+    challenge, _ = tpm_credential.make_challenge(ek, ak, template,
+                                                 tpm_ek.certificate_pem(cert))
+    challenge.save(args.output)
+    print("wrote %s: credential challenge for the AK %s under the %s EK %s%s" % (
+        args.output, ak.name().hex(), template, ek.name().hex(),
+        " (certificate checked against %s)" % args.ek_ca if args.ek_ca else ""), file=sys.stderr)
+    return 0
+
+
+def verify_tpm_identity(args: argparse.Namespace, q: tpm_quote.TpmQuote
+                        ) -> dict[str, Any]:
+    """``--ek-ca`` and ``--activation`` for ``quote verify``: {"ek": ..., "activation": ...}."""
+    out: dict[str, Any] = {}
+    challenge = response = None
+    if args.activation:
+        challenge = tpm_credential.Challenge.load(args.activation[0])
+        response = tpm_credential.Response.load(args.activation[1])
+    cert = _ek_certificate(args.ek_cert, q, args.file)
+    if cert is None and challenge is not None and challenge.ek_certificate_pem:
+        cert = tpm_ek.load_certificate(challenge.ek_certificate_pem.encode(),
+                                       args.activation[0] + ": ek_certificate_pem")
+    if args.ek_ca:
+        if cert is None:
+            raise InputError("--ek-ca: no EK certificate to check: %s holds none; give "
+                             "--ek-cert" % args.file)
+        ek_pub = parse_public(q.ek_public, args.file + ": ek_public") if q.ek_public else None
+        if ek_pub is None and challenge is not None:
+            ek_pub = challenge.ek_public
+        out["ek"] = tpm_ek.verify_ek_certificate(cert, tpm_ek.load_ca_bundle(args.ek_ca),
+                                                 ek_pub)
+    if challenge is not None and response is not None:
+        out["activation"] = tpm_credential.verify_activation(
+            challenge, response, ak_public_pem=q.ak_public_pem, ak_public=q.ak_public or None,
+            ek_key=cert.public_key() if cert is not None else None)
+    return out

@@ -1,16 +1,21 @@
-"""``cvmchain quote get``: a quote from this machine.
+"""``cvmchain quote get`` and ``quote activate``: the commands that need this machine's TPM / TEE.
 
-On TDX, a TDX quote through configfs-tsm (binary). On a TPM-only machine, a
-TPM2_Quote by an attestation key through tpm2-pytss, written as a
-``cvmchain-tpm-quote/1`` JSON file (:mod:`cloud_sdk.tpm_quote`). Both verify
-with ``cvmchain quote verify FILE --nonce HEX``.
+``get``: on TDX, a TDX quote through configfs-tsm (binary). On a TPM-only
+machine, a TPM2_Quote by an attestation key through tpm2-pytss, written as a
+``cvmchain-tpm-quote/1`` JSON file (:mod:`cloud_sdk.tpm_quote`) that also holds
+the TPM's EK certificate and public area when the TPM stores a certificate.
+Both verify with ``cvmchain quote verify FILE --nonce HEX``.
+
+``activate``: TPM2_ActivateCredential of a verifier's challenge (``cvmchain
+quote challenge``) with this TPM's EK and the same AK as ``get``
+(:mod:`cloud_sdk.tpm_credential`); exit 1 when the TPM refuses it.
 """
 
 import argparse
 import sys
 from typing import Any
 
-from cloud_sdk import tpm_quote
+from cloud_sdk import tpm_credential, tpm_ek, tpm_quote
 from cloud_sdk.backends import TpmBackend, report_data_for
 from cloud_sdk.cli_evidence import parse_hex
 from cloud_sdk.cli_registers import add_backend_arguments, backend_from_args
@@ -54,17 +59,51 @@ def register(sub: Any) -> None:
                    help="PCRs to quote (default 0-7,10,15: firmware, IMA, the cvmchain agent)")
     t.add_argument("--banks", metavar="ALG[,ALG]",
                    help="PCR banks to quote, e.g. sha256 (default: every active bank)")
-    t.add_argument("--ak-hierarchy", choices=tpm_quote.HIERARCHIES, default="endorsement",
-                   help="hierarchy of the AK primary key (default: endorsement)")
-    t.add_argument("--ak-type", choices=tpm_quote.KEY_TYPES, default="ecc",
-                   help="ecc: NIST P-256 ECDSA-SHA256 (default); rsa: 2048 RSASSA-SHA256")
-    t.add_argument("--ak-handle", metavar="HEX",
-                   help="use the AK at this persistent handle, e.g. 0x81010002")
-    t.add_argument("--ak-persist", action="store_true",
-                   help="with --ak-handle: create the AK there when it is absent")
-    t.add_argument("--ak-context", metavar="FILE",
-                   help="use the AK in this tpm2-tools context file (tpm2_createak -c FILE)")
+    add_ak_arguments(t)
+    e = t.add_mutually_exclusive_group()
+    e.add_argument("--ek-template", metavar="NAME", choices=tuple(tpm_ek.TEMPLATES),
+                   help="put this EK into the file (%s; default: the one whose certificate the "
+                   "TPM stores, if any)" % ", ".join(tpm_ek.TEMPLATES))
+    e.add_argument("--no-ek", action="store_true",
+                   help="do not read the EK certificate nor make the EK")
     g.set_defaults(handler=cmd_get)
+
+    a = _quote_subparsers(sub).add_parser(
+        "activate", help="TPM: answer a credential challenge (TPM2_ActivateCredential)",
+        description="On the machine whose TPM made the quote: recreate the EK the challenge "
+        "(`cvmchain quote challenge`) names, load the same AK as `quote get` (give the same "
+        "--ak-* options), and let the TPM decrypt the challenge's secret, which only it can, "
+        "and only for that AK. Writes a cvmchain-tpm-credential-response/1 JSON file for "
+        "`cvmchain quote verify --activation CHALLENGE RESPONSE`. Exit 1 when the TPM refuses "
+        "the challenge (another EK or AK, or altered bytes), 2 when the input is unusable.")
+    a.add_argument("challenge", help="cvmchain-tpm-credential-challenge/1 JSON file")
+    a.add_argument("-o", "--output", metavar="FILE", required=True)
+    a.add_argument("--tcti", metavar="TCTI",
+                   help="tpm2-tss TCTI (default: $TPM2TOOLS_TCTI, else device:/dev/tpmrm0)")
+    a.add_argument("--tpm-device", metavar="PATH",
+                   help="TPM device node or swtpm unix socket, instead of --tcti")
+    add_ak_arguments(a)
+    a.set_defaults(handler=cmd_activate)
+
+
+def add_ak_arguments(p: Any) -> None:
+    """The options that choose the attestation key (``get`` and ``activate`` share them)."""
+    p.add_argument("--ak-hierarchy", choices=tpm_quote.HIERARCHIES, default="endorsement",
+                   help="hierarchy of the AK primary key (default: endorsement)")
+    p.add_argument("--ak-type", choices=tpm_quote.KEY_TYPES, default="ecc",
+                   help="ecc: NIST P-256 ECDSA-SHA256 (default); rsa: 2048 RSASSA-SHA256")
+    p.add_argument("--ak-handle", metavar="HEX",
+                   help="use the AK at this persistent handle, e.g. 0x81010002")
+    p.add_argument("--ak-persist", action="store_true",
+                   help="with --ak-handle: create the AK there when it is absent")
+    p.add_argument("--ak-context", metavar="FILE",
+                   help="use the AK in this tpm2-tools context file (tpm2_createak -c FILE)")
+
+
+def ak_from_args(args: argparse.Namespace) -> tpm_quote.AttestationKey:
+    return tpm_quote.AttestationKey(hierarchy=args.ak_hierarchy, key_type=args.ak_type,
+                                    handle=_handle(args.ak_handle), context=args.ak_context,
+                                    persist=args.ak_persist)
 
 
 def _banks(text: str | None) -> list[int] | None:
@@ -96,15 +135,36 @@ def cmd_get_tpm(args: argparse.Namespace, tcti: str) -> int:
     if args.report_data:
         raise InputError("--report-data is for TDX quotes; a TPM quote binds --nonce itself")
     nonce = parse_hex(args.nonce, "--nonce") if args.nonce else b""
-    ak = tpm_quote.AttestationKey(hierarchy=args.ak_hierarchy, key_type=args.ak_type,
-                                  handle=_handle(args.ak_handle), context=args.ak_context,
-                                  persist=args.ak_persist)
+    ek = None if args.no_ek else (args.ek_template or tpm_quote.EK_AUTO)
     q = tpm_quote.get_tpm_quote(nonce, tpm_quote.parse_pcr_list(args.pcrs),
-                                banks=_banks(args.banks), tcti=tcti, ak=ak)
+                                banks=_banks(args.banks), tcti=tcti, ak=ak_from_args(args),
+                                ek=ek)
     q.save(args.output)
-    print("wrote %s: TPM quote (%s) of %s by the AK %s on %s, nonce %s" % (
+    if q.ek_template:
+        ek_text = "the %s EK%s" % (q.ek_template, " and its certificate"
+                                   if q.ek_certificate_pem else " (no certificate)")
+    else:
+        ek_text = "no EK (%s)" % (q.ek_note or "--no-ek")
+    print("wrote %s: TPM quote (%s) of %s by the AK %s on %s, nonce %s, with %s" % (
         args.output, tpm_quote.SCHEMA, format_selection(q.selection), q.ak, q.tcti,
-        nonce.hex() or "none"), file=sys.stderr)
+        nonce.hex() or "none", ek_text), file=sys.stderr)
+    return 0
+
+
+def cmd_activate(args: argparse.Namespace) -> int:
+    """``quote activate``: the TPM's answer to a challenge."""
+    if args.tcti and args.tpm_device:
+        raise InputError("give --tcti or --tpm-device, not both")
+    challenge = tpm_credential.Challenge.load(args.challenge)
+    tcti = tpm_quote.tcti_for_device(args.tpm_device) if args.tpm_device else args.tcti
+    try:
+        res = tpm_credential.activate_credential(challenge, tcti, ak_from_args(args))
+    except tpm_credential.CredentialRefused as e:
+        print("cvmchain: %s" % e, file=sys.stderr)
+        return 1
+    res.save(args.output)
+    print("wrote %s: the TPM (%s) activated the credential for the AK %s with the %s EK"
+          % (args.output, res.tcti, res.ak_name.hex(), challenge.ek_template), file=sys.stderr)
     return 0
 
 

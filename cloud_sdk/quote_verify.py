@@ -40,7 +40,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -58,6 +58,14 @@ NO_COLLATERAL = "unknown (no collateral)"
 COLLATERAL_UNTRUSTED = "unknown (collateral not trusted)"
 #: TCB statuses that :attr:`QuoteVerification.ok` accepts by default
 DEFAULT_ACCEPTED_TCB = ("UpToDate", NO_COLLATERAL)
+
+
+class ChainFindings(Protocol):
+    """What :func:`verify_chain` reports into: findings and the chain's certificates."""
+
+    chain: list[dict[str, str]]
+
+    def error(self, code: str, message: str) -> None: ...
 
 
 class QuoteVerificationError(InputError):
@@ -464,9 +472,16 @@ def _parse_time(value: Any, what: str) -> datetime.datetime:
 
 
 def verify_chain(certs: list[x509.Certificate], anchors: list[x509.Certificate],
-                 when: datetime.datetime, res: QuoteVerification, code: str,
+                 when: datetime.datetime, res: ChainFindings, code: str,
                  record: bool = False) -> bool:
-    """Leaf-first ``certs`` ending in a pinned anchor; findings prefixed ``code`` go to ``res``."""
+    """Leaf-first ``certs`` ending in a pinned anchor; findings prefixed ``code`` go to ``res``.
+
+    Checked: every validity period at ``when``, every signature (the last
+    certificate by itself), CA basic constraints, key usage and path lengths of
+    the issuers, no CA as the leaf, and the last certificate among ``anchors``
+    (by SHA-256 of its DER). Also used for TPM EK certificates
+    (:mod:`cloud_sdk.tpm_ek`).
+    """
     ok = True
     pinned = {a.fingerprint(hashes.SHA256()).hex() for a in anchors}
     for i, cert in enumerate(certs):

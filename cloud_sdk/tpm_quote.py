@@ -11,10 +11,12 @@ from a fixed template, so the same TPM gives the same key every time (RSA
 2048 RSASSA-SHA256 and the owner hierarchy are options). It can instead be
 loaded from a persistent handle, or a tpm2-tools context file
 (``tpm2_createak -c ak.ctx``); ``persist`` stores the primary at its handle
-the first time. Establishing that the AK lives in a genuine TPM (EK
-certificate, credential activation) is the verifier's business: the quote
-file carries the AK's public key, and :func:`verify_tpm_quote` accepts a pinned
-one instead.
+the first time. The quote file carries the AK's public key, and
+:func:`verify_tpm_quote` accepts a pinned one instead. That the AK lives in a
+genuine TPM is shown apart: the file also carries the TPM's endorsement key
+(EK) certificate and public area when the TPM has one (:mod:`cloud_sdk.tpm_ek`),
+and credential activation (:mod:`cloud_sdk.tpm_credential`) proves the AK is
+in that EK's TPM.
 
 A quote covers a PCR selection (default: PCRs 0-7, the firmware's; 10, IMA's;
 15, the cvmchain agent's; in every active bank) and the caller's nonce as
@@ -29,7 +31,10 @@ The file (:data:`SCHEMA`, JSON)::
      "ak_public": "<TPM2B_PUBLIC hex>", "ak": "endorsement primary ecc", "nonce": "<hex>",
      "pcr_selection": [{"alg": "sha256", "pcrs": [0, 1, ...]}, ...],
      "pcrs": {"sha256": {"0": "<hex>", ...}, ...}, "tcti": "device:/dev/tpmrm0",
-     "collected_at": "2025-01-01T00:00:00Z"}
+     "collected_at": "2025-01-01T00:00:00Z", "ek_template": "rsa2048",
+     "ek_public": "<TPM2B_PUBLIC hex>", "ek_certificate_pem": "-----BEGIN CERTIFICATE-----..."}
+
+(the three ``ek_*`` keys are empty / null when the quote was made without an EK).
 
 Verification (:func:`verify_tpm_quote`) reports, with stable codes in
 ``errors``: ``TPM_QUOTE_SIGNATURE`` (the AK did not sign these TPMS_ATTEST
@@ -69,6 +74,8 @@ DEFAULT_PCRS = (0, 1, 2, 3, 4, 5, 6, 7, 10, 15)
 #: Largest qualifying data a TPM takes (TPM2B_DATA: sizeof(TPMT_HA) less the algorithm).
 MAX_NONCE = 64
 HIERARCHIES = ("endorsement", "owner")
+#: :func:`get_tpm_quote`'s default: the EK whose certificate the TPM stores, if any.
+EK_AUTO = "auto"
 KEY_TYPES = ("ecc", "rsa")
 #: tpm2-pytss template strings of the AK types: signing scheme and hash, no symmetric cipher
 AK_TEMPLATES = {"ecc": "ecc256:ecdsa-sha256:null", "rsa": "rsa2048:rsassa-sha256:null"}
@@ -108,6 +115,11 @@ class TpmQuote:
     ak: str = ""
     tcti: str = ""
     collected_at: float = field(default_factory=time.time)
+    ek_template: str = ""
+    ek_public: bytes = b""
+    ek_certificate_pem: str | None = None
+    #: why no EK is in the quote although one was looked for (not saved)
+    ek_note: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -123,6 +135,9 @@ class TpmQuote:
                      for a, bank in self.pcrs.items()},
             "tcti": self.tcti,
             "collected_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.collected_at)),
+            "ek_template": self.ek_template,
+            "ek_public": self.ek_public.hex(),
+            "ek_certificate_pem": self.ek_certificate_pem,
         }
 
     def dumps(self) -> bytes:
@@ -177,7 +192,10 @@ class TpmQuote:
                    nonce=_hex(doc.get("nonce") or "", source, "nonce"),
                    ak_public=_hex(doc.get("ak_public") or "", source, "ak_public"),
                    ak=str(doc.get("ak", "")), tcti=str(doc.get("tcti", "")),
-                   collected_at=_stamp(doc.get("collected_at"), source))
+                   collected_at=_stamp(doc.get("collected_at"), source),
+                   ek_template=str(doc.get("ek_template") or ""),
+                   ek_public=_hex(doc.get("ek_public") or "", source, "ek_public"),
+                   ek_certificate_pem=_pem_or_none(doc.get("ek_certificate_pem"), source))
 
     @classmethod
     def loads(cls, data: bytes, source: str = "<tpm quote>") -> TpmQuote:
@@ -219,6 +237,14 @@ def _hex(value: Any, source: str, where: str) -> bytes:
         return bytes.fromhex(value)
     except (TypeError, ValueError):
         raise InputError("%s: %s: not hex" % (source, where)) from None
+
+
+def _pem_or_none(value: Any, source: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or "-----BEGIN CERTIFICATE-----" not in value:
+        raise InputError("%s: ek_certificate_pem: not a PEM certificate" % source)
+    return value
 
 
 def _stamp(value: Any, source: str) -> float:
@@ -464,8 +490,17 @@ def _u(obj: Any) -> bytes:
     return bytes(obj.marshal())
 
 
-class _Session:
-    """One ESAPI context on one TCTI, with the handles to flush when done."""
+def default_tcti(tcti: str | None = None) -> str:
+    """``tcti``, else ``$TPM2TOOLS_TCTI``, else ``device:/dev/tpmrm0``."""
+    return tcti or os.environ.get("TPM2TOOLS_TCTI") or "device:/dev/tpmrm0"
+
+
+class TpmSession:
+    """One ESAPI context on one TCTI, with the handles to flush when done.
+
+    ``t`` is the tpm2_pytss module, ``esys`` the context; :meth:`call` turns a
+    TSS error into :class:`TpmQuoteUnavailable` naming the command and TCTI.
+    """
 
     def __init__(self, tcti: str) -> None:
         self.t = pytss()
@@ -583,10 +618,13 @@ class _Session:
 
 def get_tpm_quote(nonce: bytes = b"", pcrs: Iterable[int] = DEFAULT_PCRS,
                   banks: Sequence[int] | None = None, tcti: str | None = None,
-                  ak: AttestationKey | None = None) -> TpmQuote:
+                  ak: AttestationKey | None = None, ek: str | None = EK_AUTO) -> TpmQuote:
     """Quote ``pcrs`` of ``banks`` (default: every active bank) with ``nonce`` as extraData.
 
     ``tcti`` defaults to ``$TPM2TOOLS_TCTI``, else ``device:/dev/tpmrm0``.
+    ``ek``: :data:`EK_AUTO` adds the EK certificate and public area when the
+    TPM stores a certificate (a failure only sets ``ek_note``); a template
+    name (:data:`cloud_sdk.tpm_ek.TEMPLATES`) adds that EK or fails; None adds none.
     Raises :class:`TpmQuoteUnavailable` without tpm2-pytss or a TPM (naming
     the TCTI), :class:`InputError` for a bad argument.
     """
@@ -598,8 +636,8 @@ def get_tpm_quote(nonce: bytes = b"", pcrs: Iterable[int] = DEFAULT_PCRS,
     if not pcr_list or pcr_list[0] < 0 or pcr_list[-1] > 23:
         raise InputError("PCRs %r: PCRs are 0-23" % (pcr_list,))
     ak = ak or AttestationKey()
-    tcti = tcti or os.environ.get("TPM2TOOLS_TCTI") or "device:/dev/tpmrm0"
-    session = _Session(tcti)
+    tcti = default_tcti(tcti)
+    session = TpmSession(tcti)
     try:
         active = session.active_banks()
         use = list(banks) if banks is not None else active
@@ -622,12 +660,32 @@ def get_tpm_quote(nonce: bytes = b"", pcrs: Iterable[int] = DEFAULT_PCRS,
             want = tpm2_attest.pcr_digest(hashlib_provider(), sig_hash, parsed.pcr_select,
                                           values)
             if want == parsed.pcr_digest:
-                return TpmQuote(attest=attest, signature=sig, ak_public_pem=pem, pcrs=values,
-                                selection=parsed.pcr_select, nonce=nonce, ak_public=public,
-                                ak=ak.describe(), tcti=tcti)
+                q = TpmQuote(attest=attest, signature=sig, ak_public_pem=pem, pcrs=values,
+                             selection=parsed.pcr_select, nonce=nonce, ak_public=public,
+                             ak=ak.describe(), tcti=tcti)
+                if ek is not None:
+                    _add_ek(session, q, ek)
+                return q
         raise TpmQuoteUnavailable("%s: the PCRs kept changing between TPM2_Quote and "
                                   "TPM2_PCR_Read (%d attempts)" % (tcti, ATTEMPTS))
     except SpecError as e:
         raise TpmQuoteUnavailable("%s: %s" % (tcti, e.located())) from e
     finally:
         session.close()
+
+
+def _add_ek(session: TpmSession, q: TpmQuote, ek: str) -> None:
+    """Put the EK (public area, template, certificate) into ``q``."""
+    from cloud_sdk import tpm_ek
+
+    try:
+        key = tpm_ek.read_ek(session, None if ek == EK_AUTO else ek,
+                             require_certificate=ek == EK_AUTO)
+    except (tpm_ek.EkError, TpmQuoteUnavailable, InputError) as e:
+        if ek != EK_AUTO:
+            raise
+        q.ek_note = str(e)
+        return
+    q.ek_template = key.template.name
+    q.ek_public = key.public.sized()
+    q.ek_certificate_pem = key.certificate_pem
