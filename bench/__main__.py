@@ -163,6 +163,23 @@ def _median(fn, runs: int) -> float | None:
     return statistics.median(times)
 
 
+#: what --only selects from: the agent's tree measurement, then the inputs
+BENCHMARKS = ("tree", "tcg", "ccel", "ima-ascii", "ima-binary")
+
+
+def _chosen(only: str | None) -> set[str] | None:
+    """The benchmarks ``--only`` names (all without it); None if a name matches none."""
+    if only is None:
+        return set(BENCHMARKS)
+    out = set()
+    for word in only.split(","):
+        hits = [b for b in BENCHMARKS if b.startswith(word.strip())] if word.strip() else []
+        if not hits:
+            return None
+        out.update(hits)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(prog="python -m bench")
     ap.add_argument("--events", type=int, default=100_000)
@@ -174,12 +191,19 @@ def main() -> int:
     ap.add_argument("--dir", default=None, help="where inputs are generated (cached)")
     ap.add_argument("--tree", metavar="DIR", default="/usr/lib",
                     help="also time the agent's tree measurement of DIR ('' to skip)")
+    ap.add_argument("--only", metavar="NAMES", default=None,
+                    help="run only these benchmarks, comma-separated, each a name or its "
+                         "prefix: %s (e.g. 'ima' for both IMA lists)" % ", ".join(BENCHMARKS))
     args = ap.parse_args()
-    if args.tree:
+    chosen = _chosen(args.only)
+    if chosen is None:
+        ap.error("--only: choose among %s" % ", ".join(BENCHMARKS))
+    if args.tree and "tree" in chosen:
         bench_tree(args.tree, 3)
 
     directory = Path(args.dir or Path(tempfile.gettempdir()) / "cvmchain-bench")
-    inputs = write_inputs(directory, args.events)
+    inputs = {name: path for name, path in write_inputs(directory, args.events).items()
+              if name in chosen}
     results = []
     print("parse + replay, %d entries per input; median of %d (cvmchain) / %d (peers)"
           % (args.events, args.runs, args.peer_runs))

@@ -7,6 +7,7 @@ decides the register convention (``pcr`` or ``cc_mr``) of the events.
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 
 from cloud_sdk.errors import InputError
@@ -138,11 +139,9 @@ def load_log(path: str | Path, kind: str | None = None, ccel_table: CcelTable | 
     else:
         raise InputError("%s: unknown log kind %r (choose from %s)"
                          % (name, kind, ", ".join(KINDS)))
-    algs = {}
-    for e in entries:
-        for alg, _ in e.digests:
-            algs[alg] = True
-    return LoadedLog(name, kind, index_kind or INDEX_PCR, list(entries), sorted(algs))
+    # an ImaEntry's digests are [(template_hash_alg, template_hash)]: its banks in one pass
+    ima_algs: list[int] = sorted(set(map(attrgetter("template_hash_alg"), entries)))
+    return LoadedLog(name, kind, index_kind or INDEX_PCR, entries, ima_algs)
 
 
 def combine(logs: Sequence[LoadedLog]) -> tuple[str, list, list[int]]:

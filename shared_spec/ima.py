@@ -33,8 +33,9 @@ hashes the template data: the logged template hash is checked against it by
 :func:`check_entries`, never trusted in its place.
 
 Speed: on CPython (:data:`FAST_PATHS`) the parsers decode the common entry
-shapes inline and pause the cyclic GC while they build entries, and
-:func:`shared_spec.replay.replay` extends runs of entries through
+shapes inline (an ascii list of kernel-form ima-ng lines block by block, in
+C-level passes over its columns) and pause the cyclic GC while they build
+entries, and :func:`shared_spec.replay.replay` extends runs of entries through
 :meth:`ImaEntry.extend_run`, one loop per bank. MicroPython runs the portable
 code; both give the same entries, errors and register values.
 
@@ -111,7 +112,8 @@ def _zeros(size: int) -> bytes:
 # CPython speedups: struct.Struct, binascii.unhexlify and hasher.copy() (MicroPython has
 # no struct.Struct and hashers without copy()). The parsers and the batch replay take
 # them only when FAST_PATHS is true; with it false they run the portable code, which
-# gives the same entries, errors and digests (tests/test_ima_speed_paths.py compares them).
+# gives the same entries, errors and digests (tests/test_ima_speed_paths.py and
+# tests/spec/test_ima_fast.py compare them).
 try:
     from binascii import unhexlify as _unhexlify
 except ImportError:  # pragma: no cover - a MicroPython build without binascii
@@ -123,6 +125,17 @@ FAST_PATHS = (sys.implementation.name == "cpython" and _unhexlify is not None an
 
 if FAST_PATHS:
     import gc as _gc
+    from itertools import accumulate as _accumulate
+    from itertools import repeat as _repeat
+    from operator import add as _add
+
+    #: every byte value but ASCII whitespace (what bytes.split() splits on) and NUL:
+    #: translate() deletes these from a block and leaves its separators (and any NUL,
+    #: which no field of a kernel line holds), to check in one comparison
+    _NOT_SEPARATOR = bytes(c for c in range(256) if c not in b" \n\t\r\x0b\x0c\x00")
+#: bytes of an ascii list decoded per block by the bulk ima-ng decoder (see
+#: _bulk_ima_ng); a module global so tests can make blocks small
+BULK_BLOCK = 1 << 18
 #: the NUL ending an n-ng field, then an empty sig field (u32 0, either byte order)
 _NUL_EMPTY_SIG = b"\x00" * 5
 
@@ -892,24 +905,140 @@ def _parse_ascii_fast(data: bytes, source: str | None, big_endian: bool,
                       template_hash_alg: int | None) -> list:
     """:func:`parse_ima_ascii` on CPython: the same entries and errors, faster.
 
+    The list is cut into blocks of about :data:`BULK_BLOCK` bytes at line ends.
+    A block of kernel-form ima-ng lines is decoded whole by :func:`_bulk_ima_ng`
+    (C-level passes over columns, no Python code per field); any other block
+    goes line by line through :func:`_ascii_lines_fast`, which decodes ima-ng
+    lines, and ima-sig lines without a signature, inline and every other line
+    through :func:`_ascii_entry` as the portable loop does (errors included).
+    """
+    out: list = []
+    caches: tuple = ({}, {}, {})  # template names, PCR fields, d-ng field heads
+    n = len(data)
+    pos = 0
+    lineno = 0  # lines before pos
+    while pos < n:
+        nl = data.find(b"\n", pos + BULK_BLOCK)
+        if nl < 0:
+            nl = n - 1 if data[n - 1:] == b"\n" else n
+        block = data[pos:nl] if pos or nl != n else data
+        if not _bulk_ima_ng(block, pos, big_endian, template_hash_alg, out):
+            _ascii_lines_fast(block, pos, lineno, out, source, big_endian, template_hash_alg,
+                              caches)
+        lineno += block.count(b"\n") + 1
+        pos = nl + 1
+    return out
+
+
+def _bulk_ima_ng(block: bytes, pos: int, big_endian: bool, template_hash_alg: int | None,
+                 out: list) -> bool:
+    """Append the entries of ``block`` (whole lines at offset ``pos``, no final newline)
+    when every line is a kernel-form ima-ng line; False, appending nothing, otherwise.
+
+    Kernel form: ``<pcr> <hex> ima-ng <algo>:<hex> <name>``, fields split by single
+    spaces (one leading space on every line or on none), no other whitespace and no
+    NUL, the same template hash size, d-ng prefix and digest size on every line. The
+    entries are those :func:`_ascii_lines_fast` builds from the same lines.
+    """
+    text = block
+    lead = 0
+    if block[:1] == b" " or b"\n " in block:  # "%2d": PCRs 0..9 print with a space
+        text = block.replace(b"\n ", b"\n")
+        if text[:1] == b" ":
+            text = text[1:]
+        lead = 1
+    seps = text.translate(None, _NOT_SEPARATOR)
+    lines = seps.count(b"\n") + 1
+    if seps != b"    \n" * (lines - 1) + b"    " or (lead and len(block) - len(text) != lines):
+        return False
+    # every line holds 4 single spaces and nothing else that splits: 5 tokens per line
+    # unless a field is empty (a leading, trailing or doubled space), caught here
+    tokens = text.split()
+    if len(tokens) != 5 * lines or tokens[2::5].count(b"ima-ng") != lines:
+        return False
+    pcr_text = tokens[0::5]
+    pcr_of: dict = {}
+    for t in set(pcr_text):
+        if not _is_number(t) or int(t) > 0xFFFFFFFF:
+            return False
+        pcr_of[t] = int(t)
+    hash_text = tokens[1::5]
+    sizes = set(map(len, hash_text))
+    hlen = sizes.pop()
+    if sizes or hlen & 1:
+        return False
+    if template_hash_alg is None:
+        alg = _SIZE_TO_ALG.get(hlen >> 1)
+    else:
+        alg = template_hash_alg if hlen >> 1 == digest_size(template_hash_alg) else None
+    if alg is None:
+        return False
+    dtext = tokens[3::5]
+    sizes = set(map(len, dtext))
+    dlen = sizes.pop()
+    plen = dtext[0].rfind(b":") + 1
+    prefix = dtext[0][:plen]
+    # the same "<algo>:" on every line (hex holds no colon, so it is the text up to the
+    # last colon, as _ascii_lines_fast reads it)
+    if sizes or not plen or dlen == plen or \
+            list(map(bytes.startswith, dtext, _repeat(prefix))).count(False):
+        return False
+    try:
+        th = list(map(_unhexlify, hash_text))
+        digests = list(map(_unhexlify, map(bytes.__getitem__, dtext, _repeat(slice(plen, None)))))
+    except ValueError:
+        return False
+    names = tokens[4::5]
+    nlens = list(map(len, names))
+    pcr_lens = set(map(len, pcr_of))
+    step = lead + 11 + hlen + dlen  # a line: 4 spaces, "ima-ng", its newline
+    if len(pcr_lens) == 1:
+        offsets = list(_accumulate(map((step + pcr_lens.pop()).__add__, nlens), initial=pos))
+    else:
+        offsets = list(_accumulate(map(_add, map(step.__add__, nlens), map(len, pcr_text)),
+                                   initial=pos))
+    if offsets[-1] != pos + len(block) + 1:  # a check on the arithmetic above
+        return False
+    pack = struct.Struct(">I" if big_endian else "<I").pack
+    head = pack(plen + 1 + len(digests[0])) + prefix + b"\x00"
+    nlen_field = {}  # name length -> the n-ng field's length prefix (name and its NUL)
+    for k in set(nlens):
+        nlen_field[k] = pack(k + 1)
+    tdata = map(b"".join, zip(_repeat(head), digests, map(nlen_field.__getitem__, nlens), names,
+                              _repeat(b"\x00")))
+    new = object.__new__  # then every attribute ImaEntry.__init__ sets, set inline
+    append = out.append
+    for pcr, h, td, off in zip(map(pcr_of.__getitem__, pcr_text), th, tdata,  # noqa: B905
+                               offsets):
+        e = new(ImaEntry)
+        e.pcr = e.index = pcr
+        e.template_hash = h
+        e.template_hash_alg = alg
+        e.template_name = "ima-ng"
+        e.template_data = td
+        e.offset = off
+        e.big_endian = big_endian
+        append(e)
+    return True
+
+
+def _ascii_lines_fast(block: bytes, pos: int, lineno: int, out: list, source: str | None,
+                      big_endian: bool, template_hash_alg: int | None, caches: tuple) -> None:
+    """The lines of ``block`` (at offset ``pos``, after ``lineno`` lines), one by one.
+
     ima-ng lines, and ima-sig lines without a signature, are decoded inline
     (binascii hex, a cached d-ng field head); any other line, and any line the
     inline code does not take whole, goes through :func:`_ascii_entry` as in
     the portable loop, which decodes it or raises.
     """
-    out: list = []
     append = out.append
-    names: dict = {}
-    pos = 0
-    lineno = 0
+    names, pcrs, heads = caches
     unhex = _unhexlify
     pack = struct.Struct(">I" if big_endian else "<I").pack
-    pcrs: dict = {}
-    heads: dict = {}
     want_size = None if template_hash_alg is None else digest_size(template_hash_alg)
     size_to_alg = _SIZE_TO_ALG
     new = object.__new__  # then every attribute ImaEntry.__init__ sets, set inline
-    for line in data.split(b"\n"):
+    for line in block.split(b"\n"):
         lineno += 1
         start = pos
         pos += len(line) + 1
@@ -973,7 +1102,6 @@ def _parse_ascii_fast(data: bytes, source: str | None, big_endian: bool,
             raise _line_error(err, lineno, start, source, len(out)) from None
         e.offset = start
         append(e)
-    return out
 
 
 def encode_ima_ascii_line(e: ImaEntry) -> bytes:
