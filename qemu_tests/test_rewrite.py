@@ -475,9 +475,13 @@ def test_interrupted_rewrite_leaves_nothing(guest_image: Path, tmp_path: Path,
     exits 130, the input is unchanged and the output directory is as it was."""
     before = _sha256(guest_image)
     out = tmp_path / "out.qcow2"
+    # SIGINT at its default in the child, as in a terminal: a shell without job control
+    # starts background jobs (a CI runner's, for one) with SIGINT ignored, and Python then
+    # never turns it into KeyboardInterrupt
     proc = subprocess.Popen([sys.executable, "-m", "cloud_sdk.cli", "rewrite", str(guest_image),
                              "-o", str(out)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not list(tmp_path.glob(".out.qcow2.cvmchain-*/disk.raw")):
         assert proc.poll() is None and time.monotonic() < deadline, "no work copy appeared"
