@@ -17,9 +17,11 @@ from shared_spec.algorithms import alg_name
 from shared_spec.registers import register_label
 
 
-def add_backend_arguments(p: argparse.ArgumentParser) -> None:
-    """``--backend``, ``--root``, ``--tpm-device``, ``--tsm-entry``, ``--evidence``."""
-    p.add_argument("--backend", choices=("auto", "tdx", "tpm", "offline"), default="auto",
+def add_backend_arguments(p: Any, offline: bool = True) -> None:
+    """``--backend``, ``--root``, ``--tpm-device``, ``--tsm-entry`` and, with ``offline``,
+    ``--evidence`` (``p``: a parser or an argument group)."""
+    names = ("auto", "tdx", "tpm", "offline") if offline else ("auto", "tdx", "tpm")
+    p.add_argument("--backend", choices=names, default="auto",
                    help="root of trust (default: TDX when /dev/tdx_guest or the TDX "
                    "measurement registers exist, else the TPM)")
     p.add_argument("--root", metavar="DIR", default="/",
@@ -30,8 +32,9 @@ def add_backend_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tsm-entry", metavar="NAME",
                    help="use this existing configfs-tsm report entry instead of creating one "
                    "(lets an administrator hand one to an unprivileged user)")
-    p.add_argument("--evidence", metavar="BUNDLE",
-                   help="offline backend: answer from this evidence bundle")
+    if offline:
+        p.add_argument("--evidence", metavar="BUNDLE",
+                       help="offline backend: answer from this evidence bundle")
 
 
 def backend_from_args(args: argparse.Namespace) -> Backend:

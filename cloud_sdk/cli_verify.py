@@ -13,15 +13,13 @@ from typing import Any
 
 from rich.console import Console
 
-from cloud_sdk.backends import BACKEND_NAMES, detect_backend
+from cloud_sdk.backends import detect_backend
+from cloud_sdk.cli_registers import add_backend_arguments
 from cloud_sdk.collect import collect_evidence
 from cloud_sdk.evidence import Evidence
 from cloud_sdk.reference import Reference
 from cloud_sdk.render import print_findings, register_table, verdict_line
 from cloud_sdk.verify import load_reference_manifest, verify
-
-#: backends that read this machine (``offline`` is what ``--evidence`` is for)
-LIVE_BACKENDS = tuple(name for name in BACKEND_NAMES if name != "offline")
 
 
 def register(sub: Any) -> None:
@@ -35,15 +33,7 @@ def register(sub: Any) -> None:
                    "this machine's evidence now")
     p.add_argument("--format", choices=("text", "json"), default="text")
     live = p.add_argument_group("live evidence (without --evidence)")
-    live.add_argument("--backend", choices=("auto", *LIVE_BACKENDS), default="auto",
-                      help="root of trust (default: TDX when present, else the TPM)")
-    live.add_argument("--root", metavar="DIR", default="/",
-                      help="read /sys, /dev, /run and /proc under DIR (default: /)")
-    live.add_argument("--tpm-device", metavar="PATH",
-                      help="TPM device node or swtpm unix socket (default: /dev/tpmrm0, "
-                      "else /dev/tpm0)")
-    live.add_argument("--tsm-entry", metavar="NAME",
-                      help="an existing configfs-tsm report entry to use for the quote")
+    add_backend_arguments(live, offline=False)
     live.add_argument("--no-quote", action="store_true", help="do not ask for a quote")
     p.set_defaults(handler=cmd_verify)
 
