@@ -77,6 +77,12 @@ class GuestTimeout(VMError):
     """The guest did not print what was expected in time."""
 
 
+class GuestPanic(VMError):
+    """The guest kernel panicked (the message names the panic; the console tail has the
+    trace). Not a :class:`GuestTimeout`: a test waiting for something *not* to appear
+    must not pass because the kernel died instead."""
+
+
 class GuestCommandError(VMError):
     """A command run on the guest shell exited non-zero where success was required.
 

@@ -21,6 +21,7 @@ import shlex
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -34,7 +35,7 @@ import pexpect.fdpexpect
 
 from .accel import accel_args, kvm_works
 from .disk import make_overlay
-from .errors import GuestCommandError, GuestTimeout, VMError, tail
+from .errors import GuestCommandError, GuestPanic, GuestTimeout, VMError, tail
 from .paths import ovmf_code, ovmf_vars_template
 from .procs import kill_group, set_parent_death_signal, track, untrack
 from .recipe import DEFAULT_RECIPE
@@ -47,6 +48,12 @@ SOCKET_WAIT_SECONDS = 15.0
 DEFAULT_LOGIN_TIMEOUT = 600.0
 DEFAULT_COMMAND_TIMEOUT = 120.0
 MAX_COMMAND_BYTES = 64 * 1024
+#: the kernel's last words; watched for by every :meth:`QemuVM.expect`
+KERNEL_PANIC = re.compile(rb"Kernel panic - not syncing:[^\r\n]*")
+#: what the kernel prints (pr_info, shown without ``quiet``) right before it starts the
+#: initrd's init: a panic before it happened in the kernel's own start-up, before any
+#: code of the image's initrd ran
+INIT_STARTED = b"Run /init as init process"
 
 # Typed once after login: no echo and no CR insertion on output, no prompts, no kernel
 # messages on the console, no bracketed paste.
@@ -96,6 +103,15 @@ class QemuVM:
         extra_args: additional QEMU arguments.
         reboot_exits: make a guest reboot end QEMU (``-no-reboot``).
         drives: raw files attached read-only as extra virtio disks (after the boot disk).
+        early_panic_restarts: how many times a kernel panic *before* the initrd's init is
+            answered by restarting the machine (fresh QEMU, the swtpm restarted on its
+            state) instead of failing. Emulated SMP (TCG) occasionally trips the kernel's
+            live code patching during start-up; no code under test has run by then. Each
+            restart keeps the panicked transcript beside the console log
+            (``console.panic-N.log``) and is listed in :attr:`early_panics`. A panic
+            after init started always fails with :class:`GuestPanic`.
+        uefi: boot through OVMF (the default); ``False`` leaves QEMU's legacy BIOS, for a
+            direct kernel boot (``-kernel`` in ``extra_args``) that needs no firmware.
     """
 
     def __init__(
@@ -113,6 +129,8 @@ class QemuVM:
         extra_args: Sequence[str] = (),
         reboot_exits: bool = False,
         drives: Sequence[ReadOnlyDrive] = (),
+        early_panic_restarts: int = 1,
+        uefi: bool = True,
     ) -> None:
         self.disk = Path(disk)
         self.workdir = Path(workdir)
@@ -126,6 +144,9 @@ class QemuVM:
         self.extra_args = list(extra_args)
         self.reboot_exits = reboot_exits
         self.drives = list(drives)
+        self.early_panic_restarts = early_panic_restarts
+        self.uefi = uefi
+        self.early_panics: list[str] = []
         self.login_seconds: float | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
@@ -144,12 +165,15 @@ class QemuVM:
             "-m", str(self.memory_mib), "-smp", str(self.smp),
             "-nodefaults", "-no-user-config", "-display", "none",
         ]
-        if self.secure_boot:  # only SMM may write the variable store
+        if self.uefi and self.secure_boot:  # only SMM may write the variable store
             argv += ["-global", "driver=cfi.pflash01,property=secure,value=on"]
+        if self.uefi:
+            argv += [
+                "-drive",
+                f"if=pflash,format=raw,unit=0,readonly=on,file={ovmf_code(self.secure_boot)}",
+                "-drive", f"if=pflash,format=raw,unit=1,file={self.vars_path}",
+            ]
         argv += [
-            "-drive",
-            f"if=pflash,format=raw,unit=0,readonly=on,file={ovmf_code(self.secure_boot)}",
-            "-drive", f"if=pflash,format=raw,unit=1,file={self.vars_path}",
             "-drive", f"file={self.disk},if=virtio,format=qcow2,cache=unsafe",
             "-device", "virtio-rng-pci",
             "-chardev", f"socket,id=console,path={self.console_socket},server=on,wait=on",
@@ -192,7 +216,7 @@ class QemuVM:
             raise VMError(f"{QEMU} is not installed (Debian package qemu-system-x86)")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.console_log.parent.mkdir(parents=True, exist_ok=True)
-        if not self.vars_path.exists():
+        if self.uefi and not self.vars_path.exists():
             shutil.copyfile(ovmf_vars_template(self.secure_boot), self.vars_path)
         self.console_socket.unlink(missing_ok=True)
         argv = self.command_line()
@@ -330,21 +354,53 @@ class QemuVM:
 
         Raises:
             GuestTimeout: not seen within ``timeout`` seconds, or QEMU exited.
+            GuestPanic: the kernel panicked first (see ``early_panic_restarts``).
         """
-        console = self._need_console()
         pattern = marker if isinstance(marker, re.Pattern) else re.compile(
             re.escape(marker.encode()))
-        try:
-            console.expect([pattern], timeout=timeout)
-        except pexpect.TIMEOUT as exc:
-            raise GuestTimeout(f"{marker!r} not seen on the console within {timeout} s",
-                               self.console_tail()) from exc
-        except pexpect.EOF as exc:
-            raise GuestTimeout(f"QEMU exited before {marker!r} appeared on the console\n"
-                               + self._qemu_log_tail(), self.console_tail()) from exc
+        deadline = time.monotonic() + timeout
+        while True:
+            console = self._need_console()
+            try:
+                index = console.expect([pattern, KERNEL_PANIC],
+                                       timeout=max(0.0, deadline - time.monotonic()))
+            except pexpect.TIMEOUT as exc:
+                raise GuestTimeout(f"{marker!r} not seen on the console within {timeout} s",
+                                   self.console_tail()) from exc
+            except pexpect.EOF as exc:
+                raise GuestTimeout(f"QEMU exited before {marker!r} appeared on the console\n"
+                                   + self._qemu_log_tail(), self.console_tail()) from exc
+            if index == 0:
+                break
+            self._kernel_panicked(console, marker)
         before = console.before if isinstance(console.before, bytes) else b""
         after = console.after if isinstance(console.after, bytes) else b""
         return (before + after).decode("utf-8", errors="replace")
+
+    def _kernel_panicked(self, console: pexpect.fdpexpect.fdspawn,
+                         marker: str | re.Pattern[bytes]) -> None:
+        """Restart after an early panic (see ``early_panic_restarts``), else raise."""
+        after = console.after if isinstance(console.after, bytes) else b""
+        message = after.decode("utf-8", errors="replace").strip()
+        try:  # let the end of the trace reach the transcript
+            console.expect([pexpect.EOF, rb"---\[ end Kernel panic[^\r\n]*"], timeout=5)
+        except (pexpect.TIMEOUT, OSError):
+            pass
+        transcript = self.console_log.read_bytes() if self.console_log.exists() else b""
+        if INIT_STARTED in transcript or len(self.early_panics) >= self.early_panic_restarts:
+            raise GuestPanic(f"the guest kernel panicked while waiting for {marker!r}: "
+                             f"{message}", self.console_tail(60))
+        self.early_panics.append(message)
+        self.kill()
+        kept = self.console_log.with_name(
+            f"{self.console_log.stem}.panic-{len(self.early_panics)}{self.console_log.suffix}")
+        self.console_log.replace(kept)
+        print(f"cvmchain harness: early kernel panic before init ({message}); transcript in "
+              f"{kept}; restarting the machine", file=sys.stderr)
+        if self.tpm is not None:
+            self.tpm.stop()
+            self.tpm.start()
+        self.start()
 
     def send(self, text: str) -> None:
         """Type ``text`` on the serial console as is."""
