@@ -71,6 +71,10 @@ def register(sub: Any) -> None:
                    help="how the reference manifest reads the image: debugfs (user space, "
                         "ext2/3/4), mount (read-only loop mount, needs root), appliance "
                         "(libguestfs, slow); auto: debugfs, else mount, else appliance")
+    p.add_argument("--grub-config", choices=("auto", "mkconfig"), default="auto",
+                   help="auto: add the kernel arguments to the 10_linux entries of the "
+                        "guest's grub.cfg where that gives exactly what grub-mkconfig would, "
+                        "else run it; mkconfig: always run the guest's grub-mkconfig")
     p.add_argument("--output-format", choices=("qcow2", "raw"), default="qcow2")
     p.add_argument("--force", action="store_true", help="replace existing output files")
     p.add_argument("--dry-run", action="store_true",
@@ -121,6 +125,7 @@ def _options(args: argparse.Namespace, err: Console) -> Any:
         roots=args.roots, reference=args.reference, keylime_policy=args.keylime_policy,
         cel_json=args.cel_json, output_format=args.output_format,
         initrd_mode=args.initrd_mode, manifest_source=args.manifest_source,
+        grub_config=args.grub_config,
         force=args.force, dry_run=args.dry_run)
 
 

@@ -58,6 +58,7 @@ from image_rewriter.appliance import launched
 from image_rewriter.errors import ApplianceError, GuestError, ImageError, RewriteError
 from image_rewriter.grub_update import run_update_grub
 from image_rewriter.guest_os import GuestOS, inspect_guest
+from image_rewriter.host_prefetch import HostPrefetch
 from image_rewriter.initrd import FileSpec, add_files, read_initrd, updated_order
 from image_rewriter.reference_builder import build_reference
 from initrd_agent.config import DEFAULT_INCLUDE, AgentConfig, ConfigError
@@ -68,6 +69,7 @@ from shared_spec import agent_events as ae
 POLICY_PATH = "/etc/cvmchain/ima-policy"
 INITRD_MODES = ("host", "appliance")
 MANIFEST_SOURCES = ("auto", "debugfs", "mount", "appliance")
+GRUB_CONFIGS = ("auto", "mkconfig")
 StepCallback = Callable[[str, str], None]
 #: niceness of the host work done while the appliance runs (see ``_in_background``)
 BACKGROUND_NICE = 10
@@ -103,6 +105,9 @@ class RewriteOptions:
     output_format: str = "qcow2"
     initrd_mode: str = "host"
     manifest_source: str = "auto"
+    #: ``auto``: edit grub.cfg's 10_linux entries where that gives grub-mkconfig's result
+    #: (:mod:`image_rewriter.grub_cfg_edit`), else run it; ``mkconfig``: always run it
+    grub_config: str = "auto"
     force: bool = False
     dry_run: bool = False
 
@@ -238,6 +243,8 @@ def _check_paths(opts: RewriteOptions) -> None:
     if opts.manifest_source not in MANIFEST_SOURCES:
         raise RewriteError("manifest source %r: %s" % (opts.manifest_source,
                                                        ", ".join(MANIFEST_SOURCES)))
+    if opts.grub_config not in GRUB_CONFIGS:
+        raise RewriteError("grub config %r: %s" % (opts.grub_config, " or ".join(GRUB_CONFIGS)))
     if opts.rootfs_mode == "verity":
         raise RewriteError("--rootfs-mode verity: the rewriter cannot predict a dm-verity "
                            "root hash for an image whose root is not a verity device; "
@@ -322,12 +329,21 @@ def _dry_run(opts: RewriteOptions, info: qemu_img.ImageInfo, files: gf.FileMap,
     report.reference = str(opts.reference_path())
 
 
+@dataclass
+class _Installed:
+    """What :func:`_install` did: the guest paths it wrote (or removed), and the rootfs
+    result when the host read it meanwhile (see :func:`_host_initrd_and_grub`)."""
+
+    written: list[str]
+    early: RootfsResult | None
+
+
 def _install(g: Any, guest: GuestOS, opts: RewriteOptions, config: AgentConfig,
              files: gf.FileMap, initrd_files: gf.FileMap, raw: Path, work: Path,
-             steps: _Steps, report: RewriteReport) -> RootfsResult | None:
-    """Install the agent, update the initrds and GRUB; the rootfs result when the host read
-    it meanwhile (see :func:`_host_initrd_and_grub`)."""
+             steps: _Steps, report: RewriteReport, prefetch: HostPrefetch | None) -> _Installed:
+    """Install the agent, update the initrds and GRUB."""
     with steps.step("install") as st:
+        waited = prefetch.wait_reads() if prefetch is not None else 0.0
         args = _wanted_args(g, opts)
         report.kernel_args_added = args
         all_files = gf.guest_files(initrd_files, args, guest.initramfs)
@@ -346,6 +362,8 @@ def _install(g: Any, guest: GuestOS, opts: RewriteOptions, config: AgentConfig,
         g.tar_in(str(tar), "/")
         report.changes = ["install /" + n for n in sorted(all_files)]
         st.detail = "%d files" % len(all_files)
+        if waited >= 0.1:
+            st.detail += " (%.1f s waiting for the host's reads)" % waited
     needs_grub = not (args and grub_current) and bool(args or had_drop_in)
     if needs_grub and not guest.has_update_grub:
         raise GuestError("%s: kernel arguments must be added (%s) but the guest has no "
@@ -373,63 +391,135 @@ def _install(g: Any, guest: GuestOS, opts: RewriteOptions, config: AgentConfig,
         early = None
     else:
         early = _host_initrd_and_grub(g, guest, opts, config, initrd_files, raw, work, steps,
-                                      needs_grub)
+                                      needs_grub, args, prefetch)
     if opts.cmdline_add:
         _check_grub_cfg(g, opts)
-    return early
+    from image_rewriter.grub_update import GRUB_CFG
+
+    written = (["/" + n for n in all_files] + ["/" + n for n in gf.OWNED_DIRS]
+               + ["/" + n for n in gf.OWNED_FILES] + [k.initrd for k in guest.kernels]
+               + [GRUB_CFG])
+    return _Installed(written, early)
 
 
 def _host_initrd_and_grub(g: Any, guest: GuestOS, opts: RewriteOptions, config: AgentConfig,
                           initrd_files: gf.FileMap, raw: Path, work: Path, steps: _Steps,
-                          needs_grub: bool) -> RootfsResult | None:
+                          needs_grub: bool, args: list[str],
+                          prefetch: HostPrefetch | None) -> RootfsResult | None:
     """The ``host`` initrd mode, with the GRUB update, using both cores.
 
-    The guest's file systems are remounted read-only (the unmount leaves them clean on
-    disk) while its ``grub-mkconfig`` writes to a tmpfs; meanwhile the host merges the
-    agent into each initrd and, when nothing written after this point is measured, reads
-    the rootfs manifest from the raw work copy. Then the file systems are mounted
-    read-write again and the configuration and initrds are written. Returns the rootfs
-    result when it was read here.
+    The initrds come merged from the prefetch when it read them (else they are downloaded
+    and merged now, beside the GRUB work). The new ``grub.cfg`` is the current one with the
+    arguments added (:mod:`image_rewriter.grub_cfg_edit`), or, where that is refused, what
+    the guest's ``grub-mkconfig`` writes to a tmpfs. Guest code (the GRUB defaults files,
+    ``grub-mkconfig``) runs with the guest's file systems remounted read-only whenever the
+    host has read, or reads meanwhile, the rootfs manifest: it must not change what was
+    read. Without a prefetched manifest the host reads it during ``grub-mkconfig`` when
+    nothing written afterwards is measured. Returns the rootfs result when it was read here.
     """
-    from image_rewriter.grub_update import GRUB_CFG, generate_grub_cfg, install_grub_cfg
+    from image_rewriter.grub_update import GRUB_CFG, install_grub_cfg
 
     with steps.step("initrd+grub" if needs_grub else "initrd") as st:
-        local = {}
-        for i, k in enumerate(guest.kernels):
-            local[k.initrd] = work / ("initrd.%d" % i)
-            g.download(k.initrd, str(local[k.initrd]))
+        pre = _prefetched_initrds(prefetch, guest)
+        local: dict[str, Path] = {}
+        if pre is not None:
+            local = {k.initrd: pre[k.initrd] for k in guest.kernels}
+        else:
+            for i, k in enumerate(guest.kernels):
+                local[k.initrd] = work / ("initrd.%d" % i)
+                g.download(k.initrd, str(local[k.initrd]))
+        prefetched_rootfs = _prefetched_rootfs(prefetch, guest) is not None
         written_later = [k.initrd for k in guest.kernels] + [GRUB_CFG]
-        overlap = (needs_grub and g.is_file("/usr/sbin/grub-mkconfig")
+        overlap = (needs_grub and not prefetched_rootfs
+                   and g.is_file("/usr/sbin/grub-mkconfig")
                    and opts.manifest_source != "appliance"
                    and not any(_measured(config, path) for path in written_later))
         early: RootfsResult | None = None
+        grub_how = ""
         with ThreadPoolExecutor(max_workers=2) as pool:
-            merged = pool.submit(_in_background, _merge_initrds, list(local.values()),
-                                 initrd_files)
+            merged = (None if pre is not None else
+                      pool.submit(_in_background, _merge_initrds, list(local.values()),
+                                  initrd_files))
             grub_s = 0.0
-            if overlap:
-                _remount(g, guest.mountpoints, readonly=True)
-                read = pool.submit(_in_background, _native_rootfs, opts, config, raw, guest)
+            if needs_grub:
+                readonly = overlap or prefetched_rootfs
+                if readonly:
+                    _remount(g, guest.mountpoints, readonly=True)
+                read = (pool.submit(_in_background, _native_rootfs, opts, config, raw, guest)
+                        if overlap else None)
                 t = time.monotonic()
-                cfg = generate_grub_cfg(g)
+                cfg, grub_how = _new_grub_cfg(g, guest, args, opts.grub_config)
                 grub_s = time.monotonic() - t
-                early = read.result()
-                _remount(g, guest.mountpoints, readonly=False)
-                install_grub_cfg(g, cfg)
-            elif needs_grub:
-                t = time.monotonic()
-                run_update_grub(g)
-                grub_s = time.monotonic() - t
-            merge_s = merged.result()
+                early = read.result() if read is not None else None
+                if readonly:
+                    _remount(g, guest.mountpoints, readonly=False)
+                if cfg is not None:
+                    install_grub_cfg(g, cfg)
+            merge_s = (merged.result() if merged is not None else
+                       prefetch.initrds.seconds if prefetch is not None else 0.0)
         for path, file in local.items():
             g.upload(str(file), path)
             file.unlink()
-        st.detail = "merged on the host, %d kernels (%.1f s)" % (len(guest.kernels), merge_s)
+        st.detail = "merged on the host, %d kernels (%.1f s%s)" % (
+            len(guest.kernels), merge_s, ", while the appliance started" if pre else "")
         if needs_grub:
-            st.detail += ", during grub-mkconfig (%.1f s)" % grub_s
+            st.detail += ", grub.cfg %s (%.1f s)" % (grub_how, grub_s)
         if early is not None:
             st.detail += ", rootfs read meanwhile (%.1f s, %s)" % (early.seconds, early.detail)
     return early
+
+
+def _new_grub_cfg(g: Any, guest: GuestOS, args: list[str],
+                  grub_config: str = "auto") -> tuple[Any, str]:
+    """The new ``grub.cfg`` (None when ``update-grub`` already wrote it) and how it was made.
+
+    The current file with ``args`` added where ``grub-mkconfig`` puts them, when
+    :func:`image_rewriter.grub_cfg_edit.remake_linux_lines` accepts it; else the guest's
+    ``grub-mkconfig`` output (or its ``update-grub`` when it has no ``grub-mkconfig``).
+    """
+    from image_rewriter import grub_cfg_edit as edit
+    from image_rewriter.grub_update import GRUB_CFG, GeneratedGrubCfg, generate_grub_cfg
+
+    why = "no grub.cfg" if grub_config == "auto" else "--grub-config mkconfig"
+    if grub_config == "auto" and args and g.is_file(GRUB_CFG):
+        try:
+            old, want = edit.parse_defaults(
+                str(g.sh(edit.defaults_script("/" + gf.GRUB_DROP_IN))))
+            text = bytes(g.read_file(GRUB_CFG)).decode("utf-8", "surrogateescape")
+            new = edit.remake_linux_lines(text, old, want, [k.version for k in guest.kernels])
+            return (GeneratedGrubCfg(new.encode("utf-8", "surrogateescape"), ""),
+                    "edited: %d arguments added to each 10_linux entry" % len(args))
+        except edit.GrubEditRefused as e:
+            why = str(e)
+        except RuntimeError as e:
+            why = "reading the GRUB defaults failed: %s" % e
+    if g.is_file("/usr/sbin/grub-mkconfig"):
+        return generate_grub_cfg(g), "from grub-mkconfig (not edited: %s)" % why
+    run_update_grub(g)
+    return None, "from update-grub (not edited: %s)" % why
+
+
+def _prefetched_initrds(prefetch: HostPrefetch | None, guest: GuestOS) -> dict[str, Path] | None:
+    """The prefetch's merged initrds, if they are this guest's (same root, /boot on it)."""
+    if prefetch is None or "/boot" in guest.mountpoints or not _same_root(prefetch, guest):
+        return None
+    files = prefetch.initrds.wait()
+    if files is None or any(k.initrd not in files for k in guest.kernels):
+        return None
+    return dict(files)
+
+
+def _prefetched_rootfs(prefetch: HostPrefetch | None, guest: GuestOS) -> RootfsResult | None:
+    """The prefetch's rootfs read, if it is of this guest's root file system."""
+    if prefetch is None or not _same_root(prefetch, guest):
+        return None
+    result = prefetch.rootfs.wait()
+    return result if isinstance(result, RootfsResult) and result.manifest is not None else None
+
+
+def _same_root(prefetch: HostPrefetch, guest: GuestOS) -> bool:
+    root = prefetch.root.wait()
+    return root is not None and root.fs_uuid.lower() == guest.root_fs_uuid.lower()
 
 
 def _in_background(fn: Callable[..., Any], *args: Any) -> Any:
@@ -465,7 +555,7 @@ def _native_rootfs(opts: RewriteOptions, config: AgentConfig, raw: Path,
     from image_rewriter import rootfs_reader
 
     try:
-        return _read_rootfs(opts, config, raw, guest, native_only=True)
+        return _read_rootfs(opts, config, raw, guest.root_fs_uuid, native_only=True)
     except rootfs_reader.NativeAccessError:
         return None
 
@@ -534,13 +624,13 @@ class RootfsResult:
     seconds: float
 
 
-def _read_rootfs(opts: RewriteOptions, config: AgentConfig, raw: Path, guest: GuestOS,
+def _read_rootfs(opts: RewriteOptions, config: AgentConfig, raw: Path, fs_uuid: str,
                  native_only: bool = False) -> RootfsResult:
     """Read what the agent will measure from the raw image (nothing may write to it)."""
     from image_rewriter import rootfs_reader
 
     t = time.monotonic()
-    part = rootfs_reader.find_partition_by_fs_uuid(raw, guest.root_fs_uuid)
+    part = rootfs_reader.find_partition_by_fs_uuid(raw, fs_uuid)
     if opts.rootfs_mode == "identity":
         desc = rootfs_reader.read_identity(raw, part).descriptor()
         return RootfsResult({"mode": "identity", "descriptor": desc}, desc, None, "identity",
@@ -589,6 +679,7 @@ def _rewrite(opts: RewriteOptions, info: qemu_img.ImageInfo, config: AgentConfig
     raw = work / "disk.raw"
     with steps.step("copy", "%s -> raw" % info.format):
         qemu_img.convert(opts.input, info.format, raw, "raw")
+    prefetch = _start_prefetch(opts, config, initrd_files, raw, work)
     with steps.step("launch"):
         cm = launched(raw, "raw", readonly=False, scratch=True)
         g = cm.__enter__()
@@ -597,8 +688,9 @@ def _rewrite(opts: RewriteOptions, info: qemu_img.ImageInfo, config: AgentConfig
         with steps.step("inspect"):
             guest = inspect_guest(g, str(opts.input), raw)
             report.guest = guest.to_json()
-        early = _install(g, guest, opts, config, files, initrd_files, raw, work, steps,
-                         report)
+        installed = _install(g, guest, opts, config, files, initrd_files, raw, work, steps,
+                             report, prefetch)
+        early = installed.early
         with steps.step("close"):
             g.umount_all()
             g.sync()
@@ -615,7 +707,12 @@ def _rewrite(opts: RewriteOptions, info: qemu_img.ImageInfo, config: AgentConfig
                 pass
     if early is None:
         with steps.step("manifest") as st:
-            early = _read_rootfs(opts, config, raw, guest)
+            before = (_prefetched_rootfs(prefetch, guest)
+                      if opts.initrd_mode == "host" else None)
+            if before is not None:
+                early = _reread_rootfs(opts, config, raw, guest, before, installed.written)
+            if early is None:
+                early = _read_rootfs(opts, config, raw, guest.root_fs_uuid)
             st.detail = early.detail
     rootfs, rootfs_desc, manifest = early.rootfs, early.descriptor, early.manifest
     with steps.step("reference"):
@@ -653,6 +750,58 @@ def _rewrite(opts: RewriteOptions, info: qemu_img.ImageInfo, config: AgentConfig
         _fsync_dir(opts.output.resolve().parent)
     report.output = str(opts.output)
     report.reference = str(opts.reference_path())
+
+
+def _start_prefetch(opts: RewriteOptions, config: AgentConfig, initrd_files: gf.FileMap,
+                    raw: Path, work: Path) -> HostPrefetch | None:
+    """Start the host's work during the appliance launch (:mod:`image_rewriter.host_prefetch`):
+    the rootfs manifest (``tree`` mode, read natively) and, in ``host`` initrd mode, the
+    merged initrds."""
+    from image_rewriter.host_prefetch import HostPrefetch
+
+    want_rootfs = opts.rootfs_mode == "tree" and opts.manifest_source != "appliance"
+    want_initrds = opts.initrd_mode == "host"
+    if not (want_rootfs or want_initrds):
+        return None
+
+    def read(fs_uuid: str) -> RootfsResult:
+        return _read_rootfs(opts, config, raw, fs_uuid, native_only=True)
+
+    def merge(files: list[Path]) -> float:
+        return _merge_initrds(files, initrd_files)
+
+    return HostPrefetch().start(raw, work, read if want_rootfs else None,
+                                merge if want_initrds else None)
+
+
+def _reread_rootfs(opts: RewriteOptions, config: AgentConfig, raw: Path, guest: GuestOS,
+                   before: RootfsResult, written: list[str]) -> RootfsResult | None:
+    """The rootfs result of the final image: ``before`` (read while the appliance started)
+    with the paths the rewrite wrote read again (:mod:`image_rewriter.manifest_delta`);
+    None when that is not possible here (the caller reads everything)."""
+    from image_rewriter import manifest_delta, rootfs_reader
+    from shared_spec.manifest import encode_manifest, parse_manifest
+
+    t = time.monotonic()
+    assert before.manifest is not None
+    old = parse_manifest(before.manifest, "the prefetched manifest")
+    roots = manifest_delta.reread_roots(old, written, config.include)
+    try:
+        part = rootfs_reader.find_partition_by_fs_uuid(raw, guest.root_fs_uuid)
+        method = before.rootfs["source"]
+        again = parse_manifest(rootfs_reader.native_manifest(
+            raw, part, [r.decode("utf-8", "surrogateescape") for r in roots],
+            config.exclude, config.xattrs, method=method), "the re-read manifest") if roots else []
+    except RewriteError:
+        return None
+    manifest = encode_manifest(manifest_delta.merge_reread(old, roots, again, config.include))
+    digest = hashlib.sha384(manifest).hexdigest()
+    entries = manifest.count(b"\n")
+    rootfs = dict(before.rootfs, manifest_sha384=digest, entries=entries)
+    detail = ("%d entries, %s, read while the appliance started (%.1f s), %d written paths "
+              "read again" % (entries, method, before.seconds, len(roots)))
+    return RootfsResult(rootfs, ae.rootfs_tree_descriptor(digest), manifest, detail,
+                        before.seconds + time.monotonic() - t)
 
 
 def _exports(opts: RewriteOptions, config: AgentConfig, ref: Any, raw: Path, guest: GuestOS,

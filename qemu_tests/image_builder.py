@@ -5,14 +5,15 @@ The image is built the way a cloud image is, without booting anything:
 1. ``mmdebstrap --variant=minbase`` installs the recipe's packages into a directory, from the
    host's own apt sources (the kernel's initramfs is generated there by initramfs-tools);
 2. the configuration files of :mod:`qemu_tests.recipe` are written, boot-slowing units masked,
-   GRUB's modules copied to ``/boot/grub/x86_64-efi`` and a ``grub.cfg`` written in the shape
-   ``update-grub`` produces (so ``update-grub`` can regenerate it later);
+   GRUB's modules copied to ``/boot/grub/x86_64-efi`` and a first ``grub.cfg`` written;
 3. the ESP gets Debian's signed boot chain at the removable path, as a cloud image has it:
    shim as ``EFI/BOOT/BOOTX64.EFI``, signed GRUB next to it, and a stub ``grub.cfg`` in GRUB's
    prefix ``EFI/debian`` that finds the root file system by UUID. Signed GRUB hands the kernel
    to its EFI stub under Secure Boot, which is what passes the firmware's TPM event log on to
    Linux (``/sys/kernel/security/tpm0/binary_bios_measurements``);
-4. :mod:`qemu_tests.disk` assembles GPT + ESP + ext4 on the host and converts to qcow2.
+4. :mod:`qemu_tests.disk` assembles GPT + ESP + ext4 on the host; the guest's own
+   ``update-grub``, run in a libguestfs appliance, then writes ``grub.cfg`` as a cloud
+   image has it (:func:`generate_grub_cfg`); last, the raw disk is converted to qcow2.
 
 Images are cached in ``<cache>/images/`` under a name that contains the recipe key, written
 atomically (temporary directory + rename) under a per-image lock, next to a JSON file that
@@ -197,6 +198,8 @@ def _build(recipe: GuestRecipe, work: Path, target: Path, say: Progress) -> None
     step("building the ext4 root file system (mke2fs -d)")
     disk.build_root_fs(raw, lay, ident, root, recipe.source_date_epoch)
     _remove_tree(root)
+    step("generating grub.cfg with the guest's own grub-mkconfig (libguestfs appliance)")
+    generate_grub_cfg(raw)
     step("converting to qcow2")
     qcow2 = work / "image.qcow2"
     disk.convert_to_qcow2(raw, qcow2, recipe.compress)
@@ -332,6 +335,31 @@ def _install_grub(
     for dest in ESP_GRUB_CFG_PATHS:
         files[dest] = stub
     return files
+
+
+def generate_grub_cfg(raw: Path, root_device: str = "/dev/sda2") -> None:
+    """Regenerate ``/boot/grub/grub.cfg`` of the raw disk ``raw`` with the guest's own
+    ``update-grub``, run in a libguestfs appliance where the root file system is a real
+    block device (``grub-probe`` cannot answer inside the mmdebstrap chroot). The result is
+    the file a cloud image has: ``grub-mkconfig``'s sections, one per ``/etc/grub.d``
+    script, which the rewriter edits in place when it can.
+
+    Raises:
+        ImageBuildError: libguestfs or ``update-grub`` failed.
+    """
+    from image_rewriter.appliance import launched
+    from image_rewriter.errors import RewriteError
+    from image_rewriter.grub_update import run_update_grub
+
+    try:
+        with launched(raw, "raw", readonly=False) as g:
+            g.mount(root_device, "/")
+            run_update_grub(g)
+            if b"### BEGIN /etc/grub.d/10_linux ###" not in g.read_file("/boot/grub/grub.cfg"):
+                raise ImageBuildError("update-grub wrote a grub.cfg without a 10_linux section")
+            g.umount_all()
+    except (RewriteError, RuntimeError) as e:
+        raise ImageBuildError(f"generating grub.cfg in {raw} with update-grub: {e}") from e
 
 
 def _package_versions(root: Path) -> dict[str, str]:
