@@ -6,7 +6,10 @@ and :mod:`cloud_sdk.tpm_credential` (credential activation) for the AK.
 
 The TPM flow: ``quote get`` (TPM machine) -> ``quote challenge`` (verifier, no
 TPM) -> ``quote activate`` (TPM machine) -> ``quote verify --ek-ca CA
---activation CHALLENGE RESPONSE`` (verifier).
+--activation CHALLENGE RESPONSE`` (verifier). The EK certificate's path may use
+the intermediates the quote file carries from the TPM's NV (untrusted), and its
+revocation is checked with ``--ek-crl FILE`` / ``--ek-crl-required`` /
+``--ek-fetch`` (:mod:`cloud_sdk.tpm_ek_revocation`, :mod:`cloud_sdk.tpm_ek_fetch`).
 
 Exit codes: 0 every check passed, 1 a check failed, 2 unusable input (raised
 as ``SpecError`` / ``InputError`` and reported by ``cloud_sdk.cli``).
@@ -21,11 +24,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from cloud_sdk import tpm_credential, tpm_ek, tpm_quote
+from cloud_sdk import tpm_credential, tpm_ek, tpm_ek_fetch, tpm_ek_nv, tpm_quote
 from cloud_sdk.errors import InputError
 from cloud_sdk.intel_roots import trusted_roots
 from cloud_sdk.logs import read_file
 from cloud_sdk.quote_verify import DEFAULT_ACCEPTED_TCB, load_collateral, verify_quote
+from cloud_sdk.tpm_ek_revocation import load_crls
 from cloud_sdk.tpm_public import TpmPublic, parse_public, with_key
 from shared_spec.tdx_quote import TdxQuote, parse_quote
 
@@ -68,6 +72,7 @@ def register(sub: Any) -> None:
                      "and holds the file's EK")
     ver.add_argument("--ek-cert", metavar="FILE",
                      help="TPM: the EK certificate (PEM or DER) to check instead of the file's")
+    add_ek_revocation_arguments(ver)
     ver.add_argument("--activation", metavar=("CHALLENGE", "RESPONSE"), nargs=2,
                      help="TPM: the TPM activated CHALLENGE (made by `quote challenge` for "
                      "this quote's AK) and returned its secret in RESPONSE (`quote activate`)")
@@ -92,8 +97,50 @@ def register(sub: Any) -> None:
                     "else by key: rsa2048, ecc256, high-ecc384, ...)")
     ch.add_argument("--ek-ca", metavar="FILE",
                     help="first check the EK certificate against this CA bundle")
+    add_ek_revocation_arguments(ch)
     ch.add_argument("-o", "--output", metavar="FILE", required=True)
     ch.set_defaults(handler=cmd_challenge)
+
+
+def add_ek_revocation_arguments(p: Any) -> None:
+    """``--ek-crl``, ``--ek-crl-required``, ``--ek-fetch`` (with ``--ek-ca``)."""
+    p.add_argument("--ek-crl", metavar="FILE", action="append", default=[],
+                   help="TPM, with --ek-ca: CRL(s) (PEM, one or more, or DER) of the EK "
+                   "certificate's CAs; a certificate of the path they list is revoked; "
+                   "repeatable")
+    p.add_argument("--ek-crl-required", action="store_true",
+                   help="TPM, with --ek-ca: fail when a certificate of the EK path has no "
+                   "current CRL of its issuer")
+    p.add_argument("--ek-fetch", action="store_true",
+                   help="TPM, with --ek-ca: fetch a missing CA certificate (caIssuers URL) and "
+                   "missing CRLs (distribution points) over HTTP, %gs timeout, at most %d "
+                   "bytes each; nothing is stored" % (tpm_ek_fetch.TIMEOUT,
+                                                      tpm_ek_fetch.MAX_BYTES))
+
+
+def ek_check(args: argparse.Namespace, cert: Any, ek_pub: TpmPublic | None,
+             q: tpm_quote.TpmQuote | None, source: str,
+             at: datetime.datetime | None = None) -> tpm_ek.EkVerification:
+    """The EK certificate ``cert`` against ``--ek-ca`` with the quote's NV intermediates,
+    ``--ek-crl``, ``--ek-crl-required`` and ``--ek-fetch``."""
+    intermediates = []
+    for n, (index, pem) in enumerate(q.ek_intermediates if q is not None else []):
+        c = tpm_ek.load_certificate(pem.encode(), "%s: ek_intermediates[%d]" % (source, n))
+        intermediates.append(tpm_ek.SourcedCertificate(c, tpm_ek_nv.nv_source(index)))
+    revocation = bool(args.ek_crl or args.ek_crl_required or args.ek_fetch)
+    return tpm_ek.verify_ek_certificate(
+        cert, tpm_ek.load_ca_bundle(args.ek_ca), ek_pub, at, intermediates=intermediates,
+        crls=load_crls(args.ek_crl) if revocation else None,
+        crl_required=args.ek_crl_required,
+        fetcher=tpm_ek_fetch.Fetcher() if args.ek_fetch else None)
+
+
+def _check_ek_options(args: argparse.Namespace) -> None:
+    if not args.ek_ca:
+        for option in ("ek_crl", "ek_crl_required", "ek_fetch"):
+            if getattr(args, option):
+                raise InputError("--%s needs --ek-ca (the CA bundle the EK certificate "
+                                 "chains to)" % option.replace("_", "-"))
 
 
 _LABELS = (
@@ -223,7 +270,8 @@ def cmd_show_tpm(args: argparse.Namespace, q: tpm_quote.TpmQuote) -> int:
                          "signature": parse_signature(q.signature, source=args.file
                                                       + ": signature").to_dict(),
                          "pcrs": q.to_json()["pcrs"], "ek_template": q.ek_template,
-                         "ek_certificate": _cert_summary(q)}
+                         "ek_certificate": _cert_summary(q),
+                         "ek_intermediates": _intermediate_summaries(q, args.file)}
     if args.format == "json":
         _dump(d)
         return 0
@@ -248,6 +296,9 @@ def cmd_show_tpm(args: argparse.Namespace, q: tpm_quote.TpmQuote) -> int:
                           "%(sha256)s" % d["ek_certificate"] if d["ek_certificate"]
                           else "(none)")):
         t.add_row(label, str(value))
+    for c in d["ek_intermediates"]:
+        t.add_row("EK chain %s" % c["nv_index"], "%(subject)s issued by %(issuer)s, SHA-256 "
+                  "%(sha256)s" % c)
     for alg, bank in d["pcrs"].items():
         for pcr, value in bank.items():
             t.add_row("PCR %s (%s)" % (pcr, alg), value)
@@ -263,11 +314,24 @@ def _cert_summary(q: tpm_quote.TpmQuote) -> dict[str, str] | None:
             "serial": "%x" % cert.serial_number, "sha256": tpm_ek.fingerprint(cert)}
 
 
+def _intermediate_summaries(q: tpm_quote.TpmQuote, source: str) -> list[dict[str, str]]:
+    out = []
+    for n, (index, pem) in enumerate(q.ek_intermediates):
+        cert = tpm_ek.load_certificate(pem.encode(), "%s: ek_intermediates[%d]" % (source, n))
+        out.append({"nv_index": "0x%08x" % index, "subject": cert.subject.rfc4514_string(),
+                    "issuer": cert.issuer.rfc4514_string(), "serial": "%x" % cert.serial_number,
+                    "sha256": tpm_ek.fingerprint(cert)})
+    return out
+
+
 def cmd_verify_tpm(args: argparse.Namespace, q: tpm_quote.TpmQuote) -> int:
-    for option in ("report_data", "collateral", "time"):
+    for option in ("report_data", "collateral"):
         if getattr(args, option):
             raise InputError("--%s is for TDX quotes; %s is a TPM quote"
                              % (option.replace("_", "-"), args.file))
+    if args.time and not args.ek_ca:
+        raise InputError("--time: for a TPM quote it sets when the EK certificate and CRLs are "
+                         "checked; give --ek-ca")
     nonce = _hex_arg(args.nonce, "--nonce") if args.nonce else None
     pem = None
     if args.ak_pem:
@@ -280,6 +344,7 @@ def cmd_verify_tpm(args: argparse.Namespace, q: tpm_quote.TpmQuote) -> int:
         for key, value in extra.items():
             out[key] = value.to_dict()
             out["errors"] = out["errors"] + value.errors
+        out["warnings"] = extra["ek"].warnings if "ek" in extra else []
         out["passed"] = passed
         _dump(out)
         return 0 if passed else 1
@@ -308,6 +373,15 @@ def cmd_verify_tpm(args: argparse.Namespace, q: tpm_quote.TpmQuote) -> int:
     if ek is not None:
         root = (" (root %s)" % ek.chain[-1]["subject"]) if ek.chain else ""
         t.add_row("EK certificate chain", flag(ek.chain_valid) + root)
+        via = sorted({c["source"] for c in ek.chain if c.get("source") not in
+                      (None, "EK certificate", "CA bundle")})
+        if via:
+            t.add_row("EK chain intermediates from", ", ".join(via))
+        if ek.revocation_valid is not None or ek.revocation:
+            done = sum(1 for r in ek.revocation if r["status"] != "unchecked")
+            t.add_row("EK revocation (CRL)", (flag(ek.revocation_valid) if ek.revocation_valid
+                                              is not None else "not checked")
+                      + " (%d of %d certificates covered)" % (done, len(ek.revocation)))
         if ek.public_valid is not None:
             t.add_row("EK = certified key", flag(ek.public_valid)
                       + (" (%s)" % ek.template if ek.template else ""))
@@ -322,6 +396,8 @@ def cmd_verify_tpm(args: argparse.Namespace, q: tpm_quote.TpmQuote) -> int:
     c.print(t)
     for err in res.errors + [e for v in extra.values() for e in v.errors]:
         c.print("[red]%s[/red]: %s" % (err["code"], err["message"]), highlight=False)
+    for w in ek.warnings if ek is not None else []:
+        c.print("[yellow]%s[/yellow]: %s" % (w["code"], w["message"]), highlight=False)
     c.print("[green]PASSED[/green]" if passed else "[red]FAILED[/red]")
     return 0 if passed else 1
 
@@ -375,8 +451,10 @@ def cmd_challenge(args: argparse.Namespace) -> int:
     if cert is None:
         raise InputError("no EK certificate: %s holds none; give --ek-cert" % args.ak_public)
     template, ek = _ek_public(cert, args.ek_template, q, args.ak_public)
+    _check_ek_options(args)
     if args.ek_ca:
-        res = tpm_ek.verify_ek_certificate(cert, tpm_ek.load_ca_bundle(args.ek_ca), ek)
+        res = ek_check(args, cert, ek, q, args.ak_public)
+        _print_findings(res.warnings)
         if not res.passed:
             _print_findings(res.errors)
             print("cvmchain: the EK certificate does not verify against %s; no challenge made"
@@ -403,6 +481,7 @@ def verify_tpm_identity(args: argparse.Namespace, q: tpm_quote.TpmQuote
     if cert is None and challenge is not None and challenge.ek_certificate_pem:
         cert = tpm_ek.load_certificate(challenge.ek_certificate_pem.encode(),
                                        args.activation[0] + ": ek_certificate_pem")
+    _check_ek_options(args)
     if args.ek_ca:
         if cert is None:
             raise InputError("--ek-ca: no EK certificate to check: %s holds none; give "
@@ -410,8 +489,8 @@ def verify_tpm_identity(args: argparse.Namespace, q: tpm_quote.TpmQuote
         ek_pub = parse_public(q.ek_public, args.file + ": ek_public") if q.ek_public else None
         if ek_pub is None and challenge is not None:
             ek_pub = challenge.ek_public
-        out["ek"] = tpm_ek.verify_ek_certificate(cert, tpm_ek.load_ca_bundle(args.ek_ca),
-                                                 ek_pub)
+        at = _time_arg(args.time) if args.time else None
+        out["ek"] = ek_check(args, cert, ek_pub, q, args.file, at)
     if challenge is not None and response is not None:
         out["activation"] = tpm_credential.verify_activation(
             challenge, response, ak_public_pem=q.ak_public_pem, ak_public=q.ak_public or None,

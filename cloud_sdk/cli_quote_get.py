@@ -4,7 +4,9 @@
 machine, a TPM2_Quote by an attestation key through tpm2-pytss, written as a
 ``cvmchain-tpm-quote/1`` JSON file (:mod:`cloud_sdk.tpm_quote`) that also holds
 the TPM's EK certificate and public area when the TPM stores a certificate.
-Both verify with ``cvmchain quote verify FILE --nonce HEX``.
+Both verify with ``cvmchain quote verify FILE --nonce HEX``. The TPM file also
+holds the CA certificates of the TPM's EK chain NV indices (0x01C00100..0x01C001FF);
+an index that holds anything else is named in a warning (with ``--ek-template``: an error).
 
 ``activate``: TPM2_ActivateCredential of a verifier's challenge (``cvmchain
 quote challenge``) with this TPM's EK and the same AK as ``get``
@@ -143,11 +145,17 @@ def cmd_get_tpm(args: argparse.Namespace, tcti: str) -> int:
     if q.ek_template:
         ek_text = "the %s EK%s" % (q.ek_template, " and its certificate"
                                    if q.ek_certificate_pem else " (no certificate)")
+        if q.ek_intermediates:
+            ek_text += " and %d CA certificate(s) from its EK chain NV (%s)" % (
+                len(q.ek_intermediates), ", ".join(sorted({"0x%08x" % i for i, _ in
+                                                           q.ek_intermediates})))
     else:
         ek_text = "no EK (%s)" % (q.ek_note or "--no-ek")
     print("wrote %s: TPM quote (%s) of %s by the AK %s on %s, nonce %s, with %s" % (
         args.output, tpm_quote.SCHEMA, format_selection(q.selection), q.ak, q.tcti,
         nonce.hex() or "none", ek_text), file=sys.stderr)
+    for problem in q.ek_chain_errors:
+        print("cvmchain: warning: EK chain index not used: %s" % problem, file=sys.stderr)
     return 0
 
 

@@ -18,6 +18,12 @@ fixedTPM). Findings have stable codes: ``EK_CERT_ISSUER_UNKNOWN``,
 ``EK_CERT_CHAIN_SIGNATURE``, ``EK_CERT_CHAIN_EXPIRED``, ``EK_CERT_CHAIN_NOT_CA``,
 ``EK_CERT_CHAIN_PATH_LENGTH``, ``EK_CERT_CHAIN_LEAF_IS_CA``,
 ``EK_CERT_CHAIN_ROOT_NOT_PINNED``, ``EK_PUBLIC_MISMATCH``, ``EK_NOT_AN_EK``.
+The path may go through untrusted intermediates (the TPM's EK chain NV
+indices, :mod:`cloud_sdk.tpm_ek_nv`; fetched ones, :mod:`cloud_sdk.tpm_ek_fetch`)
+but must end in a root of the bundle (:mod:`cloud_sdk.tpm_ek_path`). With CRLs
+(or ``crl_required``, or a fetcher) every certificate of the path is checked
+for revocation (:mod:`cloud_sdk.tpm_ek_revocation`: ``EK_CERT_REVOKED``,
+``EK_CRL_SIGNATURE``, ``EK_CRL_EXPIRED``, ``EK_CRL_MISSING``).
 
 TPM side (tpm2-pytss): :func:`read_ek` reads the certificate from its NV
 index, recreates the EK from the template the certificate belongs to (or the
@@ -31,16 +37,21 @@ from __future__ import annotations
 import datetime
 import hashlib
 import struct
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 
 from cloud_sdk.errors import BackendError, InputError
 from cloud_sdk.quote_verify import verify_chain
+from cloud_sdk.tpm_ek_fetch import Fetcher
+from cloud_sdk.tpm_ek_path import MAX_CHAIN as MAX_CHAIN  # re-exported
+from cloud_sdk.tpm_ek_path import SourcedCertificate
+from cloud_sdk.tpm_ek_path import build_path as _build_path
+from cloud_sdk.tpm_ek_revocation import SourcedCrl, check_revocation
 from cloud_sdk.tpm_public import (
     ADMIN_WITH_POLICY,
     DECRYPT,
@@ -66,8 +77,6 @@ from shared_spec.algorithms import ALG_SHA256, ALG_SHA384, ALG_SHA512, alg_name
 TPM_RH_ENDORSEMENT = 0x4000000B
 TPM_CC_POLICY_SECRET = 0x00000151
 TPM_CC_POLICY_OR = 0x00000171
-#: Largest chain :func:`verify_ek_certificate` builds.
-MAX_CHAIN = 8
 #: The TCG EK Credential Profile's PolicyC (PolicyNV on the EK policy index), per hash.
 POLICY_C = {
     ALG_SHA256: bytes.fromhex("3767e2edd43ff45a3a7e1eaefcef78643dca964632e7aad82c673a30d8633fde"),
@@ -253,7 +262,13 @@ def _spki(key: Any) -> bytes:
 class EkVerification:
     """The outcome of :func:`verify_ek_certificate`; findings in ``errors``.
 
-    ``public_valid`` is None when no EK public area was given to compare.
+    ``public_valid`` is None when no EK public area was given to compare;
+    ``revocation_valid`` None when revocation was not checked, or no
+    certificate was covered by a CRL and none was required. ``chain`` lists
+    the path's certificates with the ``source`` of each (``EK certificate``,
+    ``CA bundle``, ``NV 0x01c00100``, a URL); ``revocation`` each non-root
+    certificate's status (``good``, ``revoked``, ``stale``, ``unchecked``);
+    ``warnings`` what did not fail a check (``EK_FETCH_FAILED``, ``EK_CRL_UNUSED``).
     """
 
     chain_valid: bool = False
@@ -261,60 +276,74 @@ class EkVerification:
     template: str = ""
     errors: list[dict[str, str]] = field(default_factory=list)
     chain: list[dict[str, str]] = field(default_factory=list)
+    revocation_valid: bool | None = None
+    revocation: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[dict[str, str]] = field(default_factory=list)
 
     def error(self, code: str, message: str) -> None:
         self.errors.append({"code": code, "message": message})
 
     @property
     def passed(self) -> bool:
-        return self.chain_valid and self.public_valid is not False
+        return (self.chain_valid and self.public_valid is not False
+                and self.revocation_valid is not False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"chain_valid": self.chain_valid, "public_valid": self.public_valid,
                 "template": self.template, "passed": self.passed, "errors": self.errors,
-                "chain": self.chain}
+                "chain": self.chain, "revocation_valid": self.revocation_valid,
+                "revocation": self.revocation, "warnings": self.warnings}
 
 
-def build_path(cert: x509.Certificate, bundle: list[x509.Certificate]) -> list[x509.Certificate]:
-    """``cert`` and its issuers from ``bundle``, leaf first, up to a self-issued one or a gap."""
-    path = [cert]
-    while len(path) < MAX_CHAIN:
-        cur = path[-1]
-        if cur.subject == cur.issuer and len(path) > 1:
-            break
-        candidates = [c for c in bundle if c.subject == cur.issuer and c not in path]
-        if not candidates:
-            break
-        signed = []
-        for c in candidates:
-            try:
-                cur.verify_directly_issued_by(c)
-                signed.append(c)
-            except (ValueError, TypeError, InvalidSignature):  # not this issuer
-                continue
-        path.append((signed or candidates)[0])
-    return path
+def build_path(cert: x509.Certificate, bundle: list[x509.Certificate],
+               intermediates: Iterable[SourcedCertificate] = ()) -> list[x509.Certificate]:
+    """``cert`` and its issuers from ``bundle`` and ``intermediates``, leaf first, up to a
+    self-issued one or a gap (:func:`cloud_sdk.tpm_ek_path.build_path`)."""
+    return _build_path(cert, bundle, intermediates).certificates
 
 
 def verify_ek_certificate(cert: x509.Certificate, bundle: list[x509.Certificate],
                           ek_public: TpmPublic | None = None,
-                          at: datetime.datetime | None = None) -> EkVerification:
+                          at: datetime.datetime | None = None, *,
+                          intermediates: Iterable[SourcedCertificate] = (),
+                          crls: Sequence[SourcedCrl] | None = None, crl_required: bool = False,
+                          fetcher: Fetcher | None = None) -> EkVerification:
     """Check ``cert`` chains through ``bundle`` to a self-signed root in it, valid ``at``.
 
-    With ``ek_public`` (the EK's public area, e.g. from a quote file), also
-    that it holds the certificate's key and is shaped like an EK: a restricted
-    decryption key, fixedTPM and fixedParent, neither signing nor a duplicate.
+    ``intermediates`` (untrusted, e.g. from the TPM's NV) may supply links
+    between ``cert`` and the bundle. With ``ek_public`` (the EK's public area,
+    e.g. from a quote file), also that it holds the certificate's key and is
+    shaped like an EK: a restricted decryption key, fixedTPM and fixedParent,
+    neither signing nor a duplicate. With ``crls``, ``crl_required`` or
+    ``fetcher``, no certificate of the path may be revoked at ``at``; the
+    ``fetcher`` (:class:`cloud_sdk.tpm_ek_fetch.Fetcher`) also fetches a
+    missing issuer (caIssuers) and missing CRLs (distribution points).
     """
     res = EkVerification()
     when = at or datetime.datetime.now(datetime.timezone.utc)
-    path = build_path(cert, bundle)
-    top = path[-1]
+    extra = list(intermediates)
+    path = _build_path(cert, bundle, extra, fetcher)
+    top = path.top
     if top.subject != top.issuer:
-        res.error("EK_CERT_ISSUER_UNKNOWN", "the CA bundle has no issuer (%s) of %s; it must "
-                  "hold every CA certificate up to a self-signed root"
-                  % (top.issuer.rfc4514_string() or "(empty)", _label(top)))
+        where = ["the CA bundle"] + (["the %d intermediates given (%s)" % (
+            len(extra), ", ".join(sorted({s.source for s in extra})))] if extra else []) + (
+            ["its caIssuers URLs"] if fetcher is not None else [])
+        res.error("EK_CERT_ISSUER_UNKNOWN", "no issuer (%s) of %s in %s; the path must reach a "
+                  "self-signed root of the CA bundle" % (
+                      top.issuer.rfc4514_string() or "(empty)", _label(top), " or ".join(where)))
     else:
-        res.chain_valid = verify_chain(path, bundle, when, res, "EK_CERT_CHAIN", record=True)
+        res.chain_valid = verify_chain(path.certificates, bundle, when, res, "EK_CERT_CHAIN",
+                                       record=True)
+        for entry, source in zip(res.chain, path.sources, strict=True):
+            entry["source"] = source
+        if crls is not None or crl_required or fetcher is not None:
+            rev = check_revocation(path.certificates, crls or [], when, crl_required,
+                                   fetcher.crls if fetcher is not None else None)
+            res.revocation, res.revocation_valid = rev.certificates, rev.valid
+            res.errors += rev.errors
+            res.warnings += rev.warnings
+    if fetcher is not None:
+        res.warnings += fetcher.warnings
     key = cert.public_key()
     try:
         res.template = template_for_key(key).name  # type: ignore[arg-type]
@@ -369,32 +398,68 @@ class EndorsementKey:
                                                 % self.template.cert_index))
 
 
-def _nv_indices(session: Any) -> set[int]:
+def nv_indices(session: Any, first: int = 0x01000000, last: int = 0x01FFFFFF) -> set[int]:
+    """The defined NV indices from ``first`` to ``last`` (TPM2_GetCapability(HANDLES))."""
     t = session.t
     out: set[int] = set()
-    more, start = True, 0x01000000
-    while more:
+    more, start = True, first
+    while more and start <= last:
         more, cap = session.call("TPM2_GetCapability(HANDLES, NV)", session.esys.get_capability,
                                  t.TPM2_CAP.HANDLES, start, 256)
         handles = [int(h) for h in cap.data.handles]
-        out.update(handles)
+        out.update(h for h in handles if first <= h <= last)
         if not handles:
             break
         start = max(handles) + 1
     return out
 
 
+def _nv_indices(session: Any) -> set[int]:
+    return nv_indices(session)
+
+
+#: Chunk size when the TPM does not say its TPM_PT_NV_BUFFER_MAX (PC Client: at least 512).
+NV_CHUNK = 512
+
+
+def nv_buffer_max(session: Any) -> int:
+    """The TPM's TPM_PT_NV_BUFFER_MAX: the most one TPM2_NV_Read returns."""
+    t = session.t
+    _, cap = session.call("TPM2_GetCapability(TPM_PROPERTIES, NV_BUFFER_MAX)",
+                          session.esys.get_capability, t.TPM2_CAP.TPM_PROPERTIES,
+                          int(t.TPM2_PT_NV.BUFFER_MAX), 1)
+    props = cap.data.tpmProperties
+    for n in range(int(props.count)):  # iterating the TPML would run past its count
+        if int(props[n].property) == int(t.TPM2_PT_NV.BUFFER_MAX) and int(props[n].value) > 0:
+            return int(props[n].value)
+    return NV_CHUNK
+
+
 def read_nv(session: Any, index: int) -> bytes:
-    """The whole content of NV ``index`` (read with its own authorization, in chunks)."""
-    esys = session.esys
+    """The whole content of NV ``index``, in chunks of the TPM's NV buffer size.
+
+    Read with the index's own authorization when it allows (AUTHREAD), else
+    the owner's (OWNERREAD), else the platform's (PPREAD); empty when never written.
+    """
+    t, esys = session.t, session.esys
     nvh = session.call("ESYS_TR for NV 0x%08x" % index, esys.tr_from_tpmpublic, index)
     pub, _ = session.call("TPM2_NV_ReadPublic(0x%08x)" % index, esys.nv_read_public, nvh)
     size = int(pub.nvPublic.dataSize)
+    attrs = int(pub.nvPublic.attributes)
+    if not attrs & int(t.TPMA_NV.WRITTEN):
+        return b""
+    auth = nvh
+    if not attrs & int(t.TPMA_NV.AUTHREAD):
+        if attrs & int(t.TPMA_NV.OWNERREAD):
+            auth = t.ESYS_TR.OWNER
+        elif attrs & int(t.TPMA_NV.PPREAD):
+            auth = t.ESYS_TR.PLATFORM
+    chunk = nv_buffer_max(session)
     out = b""
     while len(out) < size:
-        n = min(512, size - len(out))  # under every TPM's TPM_PT_NV_BUFFER_MAX (>= 512 by PC spec)
+        n = min(chunk, size - len(out))
         out += bytes(session.call("TPM2_NV_Read(0x%08x)" % index, esys.nv_read, nvh, n,
-                                  len(out)))
+                                  len(out), auth))
     return out
 
 

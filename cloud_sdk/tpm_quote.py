@@ -32,9 +32,13 @@ The file (:data:`SCHEMA`, JSON)::
      "pcr_selection": [{"alg": "sha256", "pcrs": [0, 1, ...]}, ...],
      "pcrs": {"sha256": {"0": "<hex>", ...}, ...}, "tcti": "device:/dev/tpmrm0",
      "collected_at": "2025-01-01T00:00:00Z", "ek_template": "rsa2048",
-     "ek_public": "<TPM2B_PUBLIC hex>", "ek_certificate_pem": "-----BEGIN CERTIFICATE-----..."}
+     "ek_public": "<TPM2B_PUBLIC hex>", "ek_certificate_pem": "-----BEGIN CERTIFICATE-----...",
+     "ek_intermediates": [{"nv_index": "0x01c00100", "pem": "-----BEGIN CERTIFICATE-----..."}]}
 
-(the three ``ek_*`` keys are empty / null when the quote was made without an EK).
+(the ``ek_*`` keys are empty / null when the quote was made without an EK;
+``ek_intermediates`` holds the untrusted CA certificates the TPM stores in its
+EK chain NV indices 0x01C00100..0x01C001FF, one entry per certificate, and may
+be absent in files of older versions).
 
 Verification (:func:`verify_tpm_quote`) reports, with stable codes in
 ``errors``: ``TPM_QUOTE_SIGNATURE`` (the AK did not sign these TPMS_ATTEST
@@ -118,8 +122,12 @@ class TpmQuote:
     ek_template: str = ""
     ek_public: bytes = b""
     ek_certificate_pem: str | None = None
+    #: (NV index, PEM) of the CA certificates in the TPM's EK chain indices (untrusted)
+    ek_intermediates: list[tuple[int, str]] = field(default_factory=list)
     #: why no EK is in the quote although one was looked for (not saved)
     ek_note: str = ""
+    #: the EK chain NV indices that could not be used, and why (not saved)
+    ek_chain_errors: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -138,6 +146,8 @@ class TpmQuote:
             "ek_template": self.ek_template,
             "ek_public": self.ek_public.hex(),
             "ek_certificate_pem": self.ek_certificate_pem,
+            "ek_intermediates": [{"nv_index": "0x%08x" % i, "pem": pem}
+                                 for i, pem in self.ek_intermediates],
         }
 
     def dumps(self) -> bytes:
@@ -195,7 +205,8 @@ class TpmQuote:
                    collected_at=_stamp(doc.get("collected_at"), source),
                    ek_template=str(doc.get("ek_template") or ""),
                    ek_public=_hex(doc.get("ek_public") or "", source, "ek_public"),
-                   ek_certificate_pem=_pem_or_none(doc.get("ek_certificate_pem"), source))
+                   ek_certificate_pem=_pem_or_none(doc.get("ek_certificate_pem"), source),
+                   ek_intermediates=_intermediates(doc.get("ek_intermediates"), source))
 
     @classmethod
     def loads(cls, data: bytes, source: str = "<tpm quote>") -> TpmQuote:
@@ -245,6 +256,28 @@ def _pem_or_none(value: Any, source: str) -> str | None:
     if not isinstance(value, str) or "-----BEGIN CERTIFICATE-----" not in value:
         raise InputError("%s: ek_certificate_pem: not a PEM certificate" % source)
     return value
+
+
+def _intermediates(value: Any, source: str) -> list[tuple[int, str]]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InputError("%s: ek_intermediates: not a list" % source)
+    out = []
+    for n, entry in enumerate(value):
+        where = "%s: ek_intermediates[%d]" % (source, n)
+        if not isinstance(entry, dict):
+            raise InputError("%s: not {nv_index, pem}" % where)
+        try:
+            index = int(str(entry.get("nv_index")), 16)
+        except ValueError:
+            raise InputError("%s.nv_index: %r is not a hex NV index"
+                             % (where, entry.get("nv_index"))) from None
+        pem = entry.get("pem")
+        if not isinstance(pem, str) or "-----BEGIN CERTIFICATE-----" not in pem:
+            raise InputError("%s.pem: not a PEM certificate" % where)
+        out.append((index, pem))
+    return out
 
 
 def _stamp(value: Any, source: str) -> float:
@@ -625,6 +658,9 @@ def get_tpm_quote(nonce: bytes = b"", pcrs: Iterable[int] = DEFAULT_PCRS,
     ``ek``: :data:`EK_AUTO` adds the EK certificate and public area when the
     TPM stores a certificate (a failure only sets ``ek_note``); a template
     name (:data:`cloud_sdk.tpm_ek.TEMPLATES`) adds that EK or fails; None adds none.
+    With an EK, the certificates of the TPM's EK chain NV indices are added
+    too (an unusable index: ``ek_chain_errors`` with :data:`EK_AUTO`, else
+    :class:`cloud_sdk.tpm_ek.EkError`).
     Raises :class:`TpmQuoteUnavailable` without tpm2-pytss or a TPM (naming
     the TCTI), :class:`InputError` for a bad argument.
     """
@@ -689,3 +725,10 @@ def _add_ek(session: TpmSession, q: TpmQuote, ek: str) -> None:
     q.ek_template = key.template.name
     q.ek_public = key.public.sized()
     q.ek_certificate_pem = key.certificate_pem
+    from cloud_sdk import tpm_ek_nv
+
+    chain = tpm_ek_nv.read_chain(session)
+    if chain.errors and ek != EK_AUTO:
+        raise tpm_ek.EkError("; ".join(chain.errors))
+    q.ek_intermediates = chain.pems()
+    q.ek_chain_errors = chain.errors

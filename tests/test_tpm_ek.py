@@ -14,6 +14,7 @@ secret.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
@@ -67,8 +68,9 @@ class EkTpm:
         return out
 
 
-@pytest.fixture(scope="module")
-def ek_tpm() -> Iterator[EkTpm]:
+@contextlib.contextmanager
+def manufactured_tpm() -> Iterator[EkTpm]:
+    """A fresh swtpm with EK certificates from a private swtpm-localca (skips without tools)."""
     missing = [t for t in TOOLS if shutil.which(t) is None]
     if missing:
         pytest.skip("%s not installed (Debian packages swtpm, swtpm-tools)" % ", ".join(missing))
@@ -106,6 +108,12 @@ def ek_tpm() -> Iterator[EkTpm]:
             tpm.stop()
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def ek_tpm() -> Iterator[EkTpm]:
+    with manufactured_tpm() as tpm:
+        yield tpm
 
 
 def _no_lockout(tcti: str) -> None:
