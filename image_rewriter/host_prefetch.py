@@ -96,7 +96,7 @@ class _Job:
         self.result: Any = None
         self.error: Exception | None = None
         self.seconds = 0.0
-        self._done = threading.Event()
+        self.done = threading.Event()
 
     def run(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` in this thread and keep its result or error."""
@@ -107,17 +107,17 @@ class _Job:
             self.error = e
         finally:
             self.seconds = time.monotonic() - t
-            self._done.set()
+            self.done.set()
 
     def skip(self, why: str) -> None:
         """Finish without running (``why`` says what was missing)."""
         self.error = RewriteError(why)
-        self._done.set()
+        self.done.set()
 
     def wait(self) -> Any:
         """The result, or None when it failed or was skipped (the caller then does the
         work itself; :attr:`error` says why)."""
-        self._done.wait()
+        self.done.wait()
         return None if self.error is not None else self.result
 
     def why_not(self) -> str:
@@ -146,6 +146,16 @@ class HostPrefetch:
         self.rootfs = _Job("rootfs")
         self.initrds = _Job("initrds")
         self._copied = threading.Event()
+
+    def wait_done(self, timeout: float | None = None) -> bool:
+        """Wait until every job has finished (nothing is written into the work directory
+        any more); False when ``timeout`` seconds passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for job in (self.root, self.rootfs, self.initrds):
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not job.done.wait(left):
+                return False
+        return True
 
     def wait_reads(self) -> float:
         """Wait until the prefetch no longer reads the raw image (the rootfs read and the
@@ -176,6 +186,15 @@ class HostPrefetch:
             self.initrds.run(copy_and_merge)
 
         def main() -> None:
+            try:
+                run_all()
+            finally:  # whatever happened, no one waits forever
+                for job in (self.root, self.rootfs, self.initrds):
+                    if not job.done.is_set():
+                        job.skip("the prefetch stopped early")
+                self._copied.set()
+
+        def run_all() -> None:
             _lower_priority()
             self.root.run(find_root_candidate, raw)
             root = self.root.wait()
@@ -185,16 +204,22 @@ class HostPrefetch:
                 self.initrds.skip(why)
                 self._copied.set()
                 return
+            worker = None
             if merge is None:
                 self.initrds.skip("not wanted")
                 self._copied.set()
             else:
-                threading.Thread(target=initrds, args=(root,), daemon=True,
-                                 name="cvmchain-prefetch-initrds").start()
-            if read_rootfs is None:
-                self.rootfs.skip("not wanted")
-            else:
-                self.rootfs.run(read_rootfs, root.fs_uuid)
+                worker = threading.Thread(target=initrds, args=(root,), daemon=True,
+                                          name="cvmchain-prefetch-initrds")
+                worker.start()
+            try:
+                if read_rootfs is None:
+                    self.rootfs.skip("not wanted")
+                else:
+                    self.rootfs.run(read_rootfs, root.fs_uuid)
+            finally:
+                if worker is not None:
+                    worker.join()
 
         threading.Thread(target=main, name="cvmchain-prefetch", daemon=True).start()
         return self

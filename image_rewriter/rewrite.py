@@ -73,6 +73,9 @@ GRUB_CONFIGS = ("auto", "mkconfig")
 StepCallback = Callable[[str, str], None]
 #: niceness of the host work done while the appliance runs (see ``_in_background``)
 BACKGROUND_NICE = 10
+#: seconds the clean-up after a failure or Ctrl-C waits for the host prefetch to stop
+#: writing into the work directory (it takes seconds; this only bounds a hang)
+PREFETCH_CLEANUP_WAIT = 120.0
 
 
 class Interrupted(RewriteError):
@@ -276,15 +279,18 @@ def rewrite(opts: RewriteOptions, on_step: StepCallback | None = None) -> Rewrit
         report.input = info.to_json()
     work = Path(tempfile.mkdtemp(prefix=".%s.cvmchain-" % opts.output.name,
                                  dir=opts.output.resolve().parent))
+    background: list[HostPrefetch] = []
     try:
         with _signals_raise():
             if opts.dry_run:
                 _dry_run(opts, info, files, steps, report)
                 return report
-            _rewrite(opts, info, config, initrd_files, files, work, steps, report)
+            _rewrite(opts, info, config, initrd_files, files, work, steps, report, background)
     except KeyboardInterrupt:
         raise Interrupted("interrupted; nothing was written") from None
     finally:
+        for prefetch in background:  # it writes into ``work`` until it is done
+            prefetch.wait_done(PREFETCH_CLEANUP_WAIT)
         shutil.rmtree(work, ignore_errors=True)
     return report
 
@@ -319,7 +325,7 @@ def _dry_run(opts: RewriteOptions, info: qemu_img.ImageInfo, files: gf.FileMap,
         args = _wanted_args(g, opts)
         if args:
             report.changes.append("add /" + gf.GRUB_DROP_IN + ": " + " ".join(args))
-            report.changes.append("run update-grub")
+            report.changes.append("update /boot/grub/grub.cfg (10_linux entries or grub-mkconfig)")
         report.kernel_args_added = args
         kernels = [n[len("vmlinuz-"):] for n in g.ls("/boot") if n.startswith("vmlinuz-")]
         report.kernels = sorted(kernels)
@@ -675,11 +681,13 @@ def _manifest(opts: RewriteOptions, config: AgentConfig, raw: Path, part: Any,
 
 def _rewrite(opts: RewriteOptions, info: qemu_img.ImageInfo, config: AgentConfig,
              initrd_files: gf.FileMap, files: gf.FileMap, work: Path, steps: _Steps,
-             report: RewriteReport) -> None:
+             report: RewriteReport, background: list[HostPrefetch]) -> None:
     raw = work / "disk.raw"
     with steps.step("copy", "%s -> raw" % info.format):
         qemu_img.convert(opts.input, info.format, raw, "raw")
     prefetch = _start_prefetch(opts, config, initrd_files, raw, work)
+    if prefetch is not None:
+        background.append(prefetch)
     with steps.step("launch"):
         cm = launched(raw, "raw", readonly=False, scratch=True)
         g = cm.__enter__()
