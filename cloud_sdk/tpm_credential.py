@@ -445,8 +445,10 @@ def activate_credential(challenge: Challenge, tcti: str | None = None,
                               t.TPMT_SYM_DEF(algorithm=t.TPM2_ALG.NULL),
                               ek.public.name_alg)
         session.flush.append(policy)
+        # every argument spelled out: tpm2-pytss 1.2 (Debian 12) has no defaults for them
         session.call("TPM2_PolicySecret(TPM_RH_ENDORSEMENT)", esys.policy_secret,
-                     t.ESYS_TR.ENDORSEMENT, policy)
+                     t.ESYS_TR.ENDORSEMENT, policy, t.TPM2B_NONCE(), t.TPM2B_DIGEST(),
+                     t.TPM2B_NONCE(), 0)
         if ek.template.high:
             branches = [tpm_ek.policy_a(ek.public.name_alg), tpm_ek.POLICY_C[ek.public.name_alg]]
             session.call("TPM2_PolicyOR", esys.policy_or, policy,

@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2  # 2: grub.cfg from the guest's own update-grub (image_builder)
 
 #: Debian packages on top of ``mmdebstrap --variant=minbase``.
 DEFAULT_PACKAGES: tuple[str, ...] = (
@@ -42,6 +42,12 @@ DEFAULT_PACKAGES: tuple[str, ...] = (
     "tpm2-tools",
     "libtss2-tcti-device0",
 )
+
+#: What the in-guest SDK (:mod:`qemu_tests.sdk_drive`) needs for ``cvmchain quote get`` and
+#: the TPM quote in ``cvmchain evidence collect``: Debian 12's tpm2-pytss 1.2, which imports
+#: next to the guest's python3-cryptography 38. Part of :data:`DEFAULT_RECIPE` only: the
+#: variant images (dracut, TSM) start from :data:`DEFAULT_PACKAGES` and keep their keys.
+TPM_QUOTE_PACKAGES: tuple[str, ...] = ("python3-tpm2-pytss",)
 
 #: Units masked so an offline boot under TCG reaches the login prompt quickly and quietly.
 DEFAULT_MASKED_UNITS: tuple[str, ...] = (
@@ -231,7 +237,7 @@ class GuestRecipe:
     """
 
     suite: str = "bookworm"
-    packages: tuple[str, ...] = DEFAULT_PACKAGES
+    packages: tuple[str, ...] = DEFAULT_PACKAGES + TPM_QUOTE_PACKAGES
     hostname: str = "cvmchain-guest"
     ready_marker: str = "CVMCHAIN-GUEST-READY"
     kernel_cmdline: tuple[str, ...] = ("console=ttyS0,115200",)

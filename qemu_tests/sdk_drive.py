@@ -63,7 +63,10 @@ LIB = "lib"
 #: registers ``cvmchain rewrite`` and reads the agent's defaults from ``initrd_agent``.
 PROJECT_PACKAGES = ("cloud_sdk", "shared_spec", "image_rewriter", "initrd_agent")
 #: Distributions the CLI needs that the guest (Debian 12: ``python3``,
-#: ``python3-cryptography``) does not have; their requirements come along.
+#: ``python3-cryptography``, ``python3-tpm2-pytss`` for TPM quotes, see
+#: :data:`qemu_tests.recipe.TPM_QUOTE_PACKAGES`) does not have; their requirements come
+#: along. tpm2-pytss is never carried: it is an extension module built for the guest's
+#: libtss2.
 GUEST_MISSING = ("rich",)
 #: The guest's Python (Debian 12's ``python3``): every copied distribution must allow it.
 GUEST_PYTHON = "3.11"
