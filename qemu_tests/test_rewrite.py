@@ -9,32 +9,47 @@ wrote.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import json
 import re
+import secrets
+import shlex
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 
 from cloud_sdk.evidence import Evidence
 from cloud_sdk.reference import Reference
+from cloud_sdk.tpm_quote import TpmQuote, verify_tpm_quote
 from cloud_sdk.verify import load_reference_manifest, verify
+from image_rewriter.debugfs_tree import DebugfsReader
 from image_rewriter.initrd import FileSpec, add_files, read_initrd
+from image_rewriter.partitions import Partition, read_partitions
+from image_rewriter.rootfs_reader import identify_filesystem, native_manifest
 from qemu_tests.disk import make_overlay
 from qemu_tests.errors import GuestTimeout
 from qemu_tests.guest_evidence import collect_guest_evidence, parse_pcrread
 from qemu_tests.guestfs_io import mounted
 from qemu_tests.harness import QemuVM
 from qemu_tests.sdk_drive import build_sdk_archive, guest_cli, guest_install_command
+from qemu_tests.swtpm import EK_CERT_DIR, EkCa, manufacture
 from shared_spec import agent_events as ae
 from shared_spec.algorithms import ALG_SHA256, alg_from_name
 from shared_spec.manifest import parse_manifest
+from tests.test_guest_sdk import check_quote_with_tpm2_tools
+
+if TYPE_CHECKING:
+    from qemu_tests.conftest import VMFactory
 
 pytestmark = pytest.mark.qemu
 
@@ -142,6 +157,36 @@ def test_reference_manifest_lists_the_image_files(rewritten: Rewritten) -> None:
     assert b"/usr/share/initramfs-tools/hooks/cvmchain" in entries
 
 
+def _raw_root(image: Path, out: Path) -> tuple[Path, Partition]:
+    """``image`` converted to a raw file, and the partition of its root file system."""
+    subprocess.run(["qemu-img", "convert", "-O", "raw", str(image), str(out)], check=True)
+    parts = [p for p in read_partitions(out)
+             if (info := identify_filesystem(out, p)) is not None and info.type == "ext4"]
+    assert len(parts) == 1, parts
+    return out, parts[0]
+
+
+def test_reference_manifest_equals_a_full_read_of_the_output(rewritten: Rewritten,
+                                                            tmp_path: Path) -> None:
+    """The rewriter read the tree while its appliance started and, after writing, read
+    again only what it wrote; a full read of the output image gives the same bytes."""
+    steps = {s["name"]: s["detail"] for s in rewritten.report["steps"]}
+    assert "read while the appliance started" in steps["manifest"], steps
+    assert "written paths read again" in steps["manifest"], steps
+    raw, part = _raw_root(rewritten.image, tmp_path / "out.raw")
+    rootfs = rewritten.reference.rootfs
+    full = native_manifest(raw, part, rootfs["include"], rootfs["exclude"], method="debugfs")
+    assert full == rewritten.manifest
+
+
+def _grub_cfg(image: Path, tmp: Path) -> bytes:
+    raw, part = _raw_root(image, tmp / (image.stem + ".raw"))
+    try:
+        return DebugfsReader(raw, part.start, [], []).fs.run(["cat /boot/grub/grub.cfg"])[0]
+    finally:
+        raw.unlink()
+
+
 IMA_ASCII = "/sys/kernel/security/ima/ascii_runtime_measurements"
 
 
@@ -170,14 +215,18 @@ GUEST_BUNDLE = "/root/bundle.json"
 SDK_TIMEOUT = 600.0
 
 
-def _pcrread_collect_pcrread(machine: QemuVM) -> tuple[dict, dict]:
-    """``tpm2_pcrread``, ``cvmchain evidence collect``, ``tpm2_pcrread`` in the guest, until
-    PCR 10 stays put across the collection (IMA measures any new executable or mmap).
+GUEST_CHALLENGE = "/root/challenge.json"
+GUEST_RESPONSE = "/root/response.json"
+
+
+def _pcrread_collect_pcrread(machine: QemuVM, nonce: bytes) -> tuple[dict, dict]:
+    """``tpm2_pcrread``, ``cvmchain evidence collect --nonce``, ``tpm2_pcrread`` in the guest,
+    until PCR 10 stays put across the collection (IMA measures any new executable or mmap).
 
     Returns:
         The PCRs read before and after the collection, by the independent reader.
     """
-    collect = guest_cli("evidence", "collect", "-o", GUEST_BUNDLE)
+    collect = guest_cli("evidence", "collect", "-o", GUEST_BUNDLE, "--nonce", nonce.hex())
     for _attempt in range(3):
         before = parse_pcrread(machine.check("tpm2_pcrread"))
         machine.check(collect, timeout=SDK_TIMEOUT)
@@ -187,10 +236,34 @@ def _pcrread_collect_pcrread(machine: QemuVM) -> tuple[dict, dict]:
     return before, after
 
 
-def _sdk_in_guest(machine: QemuVM, artifacts: Path, rw: Rewritten) -> Evidence:
+def _tpm_with_ek_certificates(vm: VMFactory, ca_dir: Path) -> tuple[EkCa, Path]:
+    """Manufacture the vTPM of the next VM ``vm`` boots with EK certificates by a private CA.
+
+    :func:`qemu_tests.harness.boot_vm` keeps a VM's swtpm state in ``<its workdir>/swtpm``
+    and starts swtpm on a state it finds there; the factory's N-th VM has the workdir
+    ``vm.workdir/vmN``. Every bank stays active, as on the default vTPM.
+
+    Returns:
+        The CA, and the directory where swtpm_setup wrote the EK certificates it stored.
+    """
+    state = vm.workdir / ("vm%d" % (len(vm.vms) + 1)) / "swtpm"
+    ca = EkCa(ca_dir)
+    manufacture(state, ek_ca=ca)
+    return ca, state / EK_CERT_DIR
+
+
+def _host_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """``cvmchain ARGS`` on the host, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "cloud_sdk.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+def _sdk_in_guest(machine: QemuVM, artifacts: Path, rw: Rewritten, nonce: bytes,
+                  timings: dict[str, float]) -> Evidence:
     """Issues #4 and #5: `cvmchain evidence collect` and `cvmchain verify --reference` run
     inside the guest, from the SDK archive on the read-only disk, with the guest's own
-    python3 and python3-cryptography; the bundle comes back to the host."""
+    python3, python3-cryptography and python3-tpm2-pytss; the bundle comes back to the
+    host."""
     machine.check(guest_install_command(), timeout=120)
     # the first run of python3 and its extension modules is measured by IMA (PCR 10):
     # once, so the next reads of the registers agree with each other
@@ -198,7 +271,9 @@ def _sdk_in_guest(machine: QemuVM, artifacts: Path, rw: Rewritten) -> Evidence:
                                timeout=SDK_TIMEOUT)
     (artifacts / "guest-collect-warm.txt").write_text(warm)
     assert status == 0, warm[-3000:]
-    before, after = _pcrread_collect_pcrread(machine)
+    started = time.monotonic()
+    before, after = _pcrread_collect_pcrread(machine, nonce)
+    timings["collect_with_quote"] = time.monotonic() - started
     assert before == after, "PCRs moved while the bundle was collected"
 
     # verify the bundle in the guest, as text (rich) and as JSON
@@ -234,30 +309,116 @@ def _sdk_in_guest(machine: QemuVM, artifacts: Path, rw: Rewritten) -> Evidence:
     assert json.loads(json.dumps(host_verdict.to_dict())) == guest_verdict
     # its PCRs are tpm2_pcrread's (an independent reader), every PCR of every bank
     assert bundle.registers["pcr"] == after
-    # no tpm2-pytss in the guest: collected without a TPM quote, and the bundle says why
-    assert "tpm_quote" not in bundle.blobs
-    assert any(n.startswith("no TPM quote: tpm2-pytss is not installed") for n in bundle.notes)
+    _check_guest_quote(bundle, after, nonce, rw, artifacts)
     return bundle
 
 
-def test_rewritten_image_boots_and_verifies(vm, artifacts_dir: Path, rewritten: Rewritten,
+def _check_guest_quote(bundle: Evidence, pcrread: dict, nonce: bytes, rw: Rewritten,
+                       artifacts: Path) -> TpmQuote:
+    """The bundle's TPM quote, made in the guest with Debian's tpm2-pytss: signed by the
+    AK over the nonce and the PCR values ``tpm2_pcrread`` read in the guest."""
+    assert bundle.nonce == nonce
+    assert any(n.startswith("TPM quote by the AK") for n in bundle.notes), bundle.notes
+    quote = TpmQuote.loads(bundle.blobs["tpm_quote"], "the guest bundle's tpm_quote")
+    assert quote.nonce == nonce
+    # checked by tpm2-tools (signature, extraData) and hashlib (pcrDigest of tpm2_pcrread's)
+    check_quote_with_tpm2_tools(quote, nonce, pcrread, artifacts / "quote-tpm2-tools")
+    # PCRs 0-7, 10 and 15 of every active bank, equal to tpm2_pcrread's; PCR 15 is the
+    # rewriter's prediction
+    assert sorted(quote.pcrs) == sorted(pcrread[0])
+    for alg, bank in quote.pcrs.items():
+        assert sorted(bank) == [0, 1, 2, 3, 4, 5, 6, 7, 10, 15], alg
+        assert bank == {pcr: pcrread[pcr][alg] for pcr in bank}, alg
+        assert bank[15] == rw.reference.pcr_values[alg], alg
+    # the SDK's verdict on it
+    res = verify_tpm_quote(quote, nonce=nonce)
+    assert res.passed and res.signature_valid and res.nonce_valid and res.pcr_digest_valid, \
+        res.errors
+    wrong = verify_tpm_quote(quote, nonce=secrets.token_bytes(len(nonce)))
+    assert not wrong.passed and [e["code"] for e in wrong.errors] == ["TPM_QUOTE_NONCE"]
+    verdict = verify(bundle, rw.reference, load_reference_manifest(rw.reference_path,
+                                                                   rw.reference))
+    assert "TPM_QUOTE_VERIFIED" in [f.code for f in verdict.findings]
+    return quote
+
+
+def _certify_ak(machine: QemuVM, bundle: Evidence, nonce: bytes, ca: EkCa, ek_certs: Path,
+                artifacts: Path) -> dict:
+    """The quote's AK lives in the vTPM whose EK the CA certified: `quote challenge` on the
+    host, `quote activate` in the guest, `quote verify --ek-ca --activation` on the host."""
+    qfile, cafile = artifacts / "guest-quote.json", artifacts / "ek-ca.pem"
+    cfile, rfile = artifacts / "challenge.json", artifacts / "response.json"
+    qfile.write_bytes(bundle.blobs["tpm_quote"])
+    cafile.write_bytes(ca.bundle())
+    quote = TpmQuote.load(qfile)
+    # the EK certificate the guest read from NV is one swtpm_setup stored there
+    assert quote.ek_certificate_pem is not None and quote.ek_template == "rsa2048"
+    der = x509.load_pem_x509_certificate(quote.ek_certificate_pem.encode()) \
+        .public_bytes(serialization.Encoding.DER)
+    assert der == (ek_certs / "ek-rsa2048.crt").read_bytes()
+
+    done = _host_cli("quote", "challenge", "--ak-public", qfile, "--ek-ca", cafile, "-o", cfile)
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = base64.b64encode(cfile.read_bytes()).decode()
+    machine.check("printf '%%s' %s | base64 -d > %s" % (shlex.quote(text), GUEST_CHALLENGE))
+    out, status = machine.run(guest_cli("quote", "activate", GUEST_CHALLENGE, "-o",
+                                        GUEST_RESPONSE), timeout=SDK_TIMEOUT)
+    (artifacts / "guest-activate.txt").write_text(out)
+    assert status == 0, out[-3000:]
+    rfile.write_bytes(machine.read_file(GUEST_RESPONSE))
+
+    done = _host_cli("quote", "verify", qfile, "--nonce", nonce.hex(), "--ek-ca", cafile,
+                     "--activation", cfile, rfile, "--format", "json")
+    (artifacts / "quote-verify.json").write_text(done.stdout)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert result["passed"] is True and result["errors"] == []
+    assert result["signature_valid"] and result["nonce_valid"] and result["pcr_digest_valid"]
+    assert result["ek"]["chain_valid"] and result["ek"]["public_valid"]
+    assert result["activation"]["secret_valid"] and result["activation"]["ak_valid"]
+    root = x509.load_pem_x509_certificate(ca.root_cert.read_bytes())
+    assert result["ek"]["chain"][-1]["sha256"] == root.fingerprint(hashes.SHA256()).hex()
+    # a response whose secret is not the challenge's fails the activation check
+    forged = json.loads(rfile.read_bytes())
+    forged["secret"] = secrets.token_bytes(len(bytes.fromhex(forged["secret"]))).hex()
+    (artifacts / "response-forged.json").write_text(json.dumps(forged))
+    done = _host_cli("quote", "verify", qfile, "--nonce", nonce.hex(), "--ek-ca", cafile,
+                     "--activation", cfile, artifacts / "response-forged.json",
+                     "--format", "json")
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert json.loads(done.stdout)["activation"]["secret_valid"] is False
+    return result
+
+
+def test_rewritten_image_boots_and_verifies(vm, artifacts_dir: Path, tmp_path: Path,
+                                            rewritten: Rewritten,
                                             rewritten_twice: Rewritten) -> None:
     """Scenarios 1, 5 and 6: the twice-rewritten image boots, and everything the agent
     extends equals the first rewrite's predictions; the SDK collects and verifies the
-    evidence inside the guest too, and agrees with the host."""
+    evidence inside the guest too, with a TPM quote over a fresh nonce, and agrees with the
+    host; the quote's AK is certified through the vTPM's EK certificate."""
     image = make_overlay(rewritten_twice.image, artifacts_dir.parent / "baseline.qcow2")
     manifest_name = str(rewritten.reference.rootfs["manifest_file"])
     sdk = build_sdk_archive(artifacts_dir.parent / "sdk.tar", {
         "ref.json": rewritten.reference_path,
         manifest_name: rewritten.reference_path.parent / manifest_name,
     })
+    timings: dict[str, float] = {}
+    started = time.monotonic()
+    ca, ek_certs = _tpm_with_ek_certificates(vm, tmp_path / "ek-ca")
+    timings["manufacture_ek"] = time.monotonic() - started
     machine = vm(overlay=image, login=False, drives=[sdk.drive()])
     machine.expect(AGENT_DONE, timeout=AGENT_TIMEOUT)
     machine.wait_for_login()
     evidence = collect_guest_evidence(machine)
     ima_names = machine.check("cut -d' ' -f5- %s" % IMA_ASCII).splitlines()
-    bundle = _sdk_in_guest(machine, artifacts_dir, rewritten)
+    nonce = secrets.token_bytes(32)
+    bundle = _sdk_in_guest(machine, artifacts_dir, rewritten, nonce, timings)
+    started = time.monotonic()
+    _certify_ak(machine, bundle, nonce, ca, ek_certs, artifacts_dir)
+    timings["certify_ak"] = time.monotonic() - started
     machine.shutdown()
+    (artifacts_dir / "timings.json").write_text(json.dumps(timings, indent=1))
     verdict = _verify(evidence, rewritten, artifacts_dir)
     assert verdict.verified, [f.to_dict() for f in verdict.findings]
     # the guest's bundle and the console's reads hold the same logs
@@ -513,6 +674,17 @@ def test_appliance_initrd_mode_boots_and_verifies(vm, artifacts_dir: Path, guest
     rw = run_rewrite(guest_image, tmp_path / "appliance.qcow2", "--initrd-mode", "appliance")
     assert rw.report["steps"][[s["name"] for s in rw.report["steps"]].index("initrd")][
         "detail"].startswith("update-initramfs")
+    # the appliance ran the guest's own update-grub; the host mode edited the 10_linux
+    # entries of the image's grub-mkconfig output: the same bytes, but for GRUB's disk
+    # number hints, which grub-probe derives from the appliance's disk enumeration (the
+    # edit keeps the image's own; search --fs-uuid finds the root either way)
+    host_steps = {s["name"]: s["detail"] for s in rewritten.report["steps"]}
+    assert "grub.cfg edited" in host_steps["initrd+grub"], host_steps
+    generated, edited = (_grub_cfg(r.image, tmp_path) for r in (rw, rewritten))
+    hints = re.compile(rb"\b(hd|ahci)\d+,")
+    assert hints.sub(rb"\1N,", generated) == hints.sub(rb"\1N,", edited)
+    assert generated.count(b"\n") == edited.count(b"\n")
+    assert b"ima_hash=sha256" in edited
     assert [e.descriptor for e in rw.reference.events] == \
         [e.descriptor for e in rewritten.reference.events]
     evidence, _ = _boot_and_collect(vm, make_overlay(rw.image, tmp_path / "boot.qcow2"))
