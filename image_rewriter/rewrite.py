@@ -762,13 +762,16 @@ def _rewrite(opts: RewriteOptions, info: qemu_img.ImageInfo, config: AgentConfig
 
 def _start_prefetch(opts: RewriteOptions, config: AgentConfig, initrd_files: gf.FileMap,
                     raw: Path, work: Path) -> HostPrefetch | None:
-    """Start the host's work during the appliance launch (:mod:`image_rewriter.host_prefetch`):
-    the rootfs manifest (``tree`` mode, read natively) and, in ``host`` initrd mode, the
+    """Start the host's work during the appliance launch (:mod:`image_rewriter.host_prefetch`)
+    in ``host`` initrd mode: the rootfs manifest (``tree`` mode, read natively) and the
     merged initrds."""
     from image_rewriter.host_prefetch import HostPrefetch
 
-    want_rootfs = opts.rootfs_mode == "tree" and opts.manifest_source != "appliance"
-    want_initrds = opts.initrd_mode == "host"
+    # the appliance initrd mode writes more than the rewriter knows (update-initramfs'
+    # state files), so its manifest is read after the appliance closes: no prefetch
+    host_mode = opts.initrd_mode == "host"
+    want_rootfs = host_mode and opts.rootfs_mode == "tree" and opts.manifest_source != "appliance"
+    want_initrds = host_mode
     if not (want_rootfs or want_initrds):
         return None
 
