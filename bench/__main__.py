@@ -6,11 +6,15 @@ memory, then times parse + replay from bytes (the call path users take, per
 of cvmchain's (``12.3x`` = cvmchain is 12.3 times faster). On IMA lists cvmchain
 replays both TPM banks (SHA-1 and SHA-256, re-hashing every entry's template
 data for each); the ``cvmchain sha1`` row replays the SHA-1 bank alone, the one
-the IMA peers replay. Ratios are always against the two-bank row.
+the IMA peers replay. Ratios are always against the two-bank row. cvmchain's
+rows use shared_spec's optional C kernels (shared_spec/_speedups.c) when built;
+the ``cvmchain python`` row runs the same two-bank replay with them off
+(``CVMCHAIN_PURE_PYTHON=1``), as a machine without a C compiler would.
 """
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import statistics
@@ -66,10 +70,11 @@ print(time.perf_counter() - t, len(logs.event_logs))
 """
 
 
-def _run_python(code: str, *args: str, timeout: float) -> float | None:
+def _run_python(code: str, *args: str, timeout: float, env: dict | None = None) -> float | None:
     try:
         out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                             timeout=timeout, check=False)
+                             timeout=timeout, check=False,
+                             env=None if env is None else {**os.environ, **env})
     except subprocess.TimeoutExpired:
         return None
     if out.returncode != 0:
@@ -153,6 +158,16 @@ def bench_tree(directory: str, runs: int) -> None:
              a / b, runs))
 
 
+def _speedups_state() -> str:
+    """Whether cvmchain's rows run shared_spec's C kernels (imported as the rows do)."""
+    out = subprocess.run([sys.executable, "-c", "from shared_spec import ima; "
+                          "print(ima.SPEEDUPS is not None)"],
+                         capture_output=True, text=True, check=False)
+    if out.stdout.strip() == "True":
+        return "built, used"
+    return "not built: cvmchain's rows run Python only (scripts/setup.sh installs the compiler)"
+
+
 def _median(fn, runs: int) -> float | None:
     times = []
     for _ in range(runs):
@@ -207,6 +222,7 @@ def main() -> int:
     results = []
     print("parse + replay, %d entries per input; median of %d (cvmchain) / %d (peers)"
           % (args.events, args.runs, args.peer_runs))
+    print("shared_spec C kernels: %s" % _speedups_state())
     header = "%-11s %-15s %10s %10s  %s" % ("input", "contender", "seconds", "MB", "vs cvmchain")
     print(header)
     print("-" * len(header))
@@ -219,6 +235,10 @@ def main() -> int:
         if kind == "ima":  # like for like with the IMA peers, which replay SHA-1 only
             rows.append(("cvmchain sha1", _median(
                 lambda p=str(path): _run_python(CVMCHAIN, p, "sha1", timeout=args.timeout),
+                args.runs)))
+            rows.append(("cvmchain python", _median(
+                lambda p=str(path): _run_python(CVMCHAIN, p, timeout=args.timeout,
+                                                env={"CVMCHAIN_PURE_PYTHON": "1"}),
                 args.runs)))
         if not args.no_peers:
             if name != "ima-binary":

@@ -42,6 +42,24 @@ def _available(name: str) -> bool:
     return True
 
 
+#: OpenSSL's names of the same digests (hashlib is OpenSSL's), for shared_spec._speedups
+_OPENSSL_NAMES = {
+    ALG_SHA1: "SHA1",
+    ALG_SHA256: "SHA256",
+    ALG_SHA384: "SHA384",
+    ALG_SHA512: "SHA512",
+    ALG_SHA3_256: "SHA3-256",
+    ALG_SHA3_384: "SHA3-384",
+    ALG_SHA3_512: "SHA3-512",
+    ALG_SM3_256: "SM3",
+}
+
+
+def _hashlib_is_openssl() -> bool:
+    """True when hashlib's digests are OpenSSL's (not a build's fallback C code)."""
+    return type(hashlib.sha256()).__module__ == "_hashlib"
+
+
 _PROVIDER: HashProvider | None = None
 
 
@@ -55,5 +73,6 @@ def hashlib_provider() -> HashProvider:
             if _available(name):
                 ctors[alg] = (lambda n=name: hashlib.new(n))
                 oneshots[alg] = _oneshot(name)
-        _PROVIDER = HashProvider(ctors, oneshots)
+        native = {alg: _OPENSSL_NAMES[alg] for alg in ctors} if _hashlib_is_openssl() else {}
+        _PROVIDER = HashProvider(ctors, oneshots, native)
     return _PROVIDER

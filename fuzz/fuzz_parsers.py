@@ -1,7 +1,9 @@
 """atheris target: every shared_spec decoder on arbitrary bytes raises only SpecError.
 
 Run: ``nox -s fuzz`` (or ``python fuzz/fuzz_parsers.py -atheris_runs=200000``).
-The first byte picks the decoder, the rest is its input.
+The first byte picks the decoder, the rest is its input. One target is
+differential: kernel-form ima-ng lines edited by the input go through the C
+block decoder (shared_spec._speedups) and the Python one, which must agree.
 """
 
 import sys
@@ -19,6 +21,10 @@ with atheris.instrument_imports():
     from shared_spec.uefi_events import decode_event_data
 
 HASHES = hashlib_provider()
+
+#: three kernel-form ima-ng lines (the leading-space form), which the edits start from
+_NG_LINES = b"".join(b" 2 %s ima-ng sha256:%s /usr/lib/lib%d.so\n"
+                     % ((b"%02x" % i) * 20, (b"%02x" % (i + 7)) * 32, i) for i in range(3))
 
 
 def _tcg(data: bytes) -> None:
@@ -39,6 +45,34 @@ def _ima_binary(data: bytes) -> None:
     replay(entries, HASHES, algorithms=[0x0004, 0x000B])
 
 
+def _outcome(block: bytes) -> tuple:
+    out: list = []
+    took = ima._bulk_ima_ng(block, 5, False, None, out)
+    return took, [(e.pcr, e.index, e.template_hash, e.template_hash_alg, e.template_data,
+                   e.offset) for e in out]
+
+
+def _ima_ng_block_differential(data: bytes) -> None:
+    """Edit the base lines at positions the input names; C and Python must agree."""
+    block = bytearray(_NG_LINES.rstrip(b"\n"))
+    for i in range(0, len(data) - 1, 2):
+        at = data[i] % (len(block) + 1)
+        if data[i + 1] & 0x80:  # delete one byte
+            del block[at:at + 1]
+        else:  # write a byte; hex digits, spaces and newlines most often
+            block[at:at + 1] = bytes([b"0aF: \n\t\x00g-"[data[i + 1] % 10]
+                                      if data[i + 1] & 0x40 else data[i + 1]])
+    native = _outcome(bytes(block))
+    saved = ima.SPEEDUPS
+    ima.SPEEDUPS = None
+    try:
+        python = _outcome(bytes(block))
+    finally:
+        ima.SPEEDUPS = saved
+    if native != python:
+        raise AssertionError("C and Python ima-ng block decoders differ on %r" % bytes(block))
+
+
 TARGETS = [
     _tcg,
     CcelTable.decode,
@@ -47,6 +81,7 @@ TARGETS = [
     _ima_binary,
     tdx_quote.parse_quote,
     tdx_report.parse_tdreport,
+    _ima_ng_block_differential,
 ]
 
 

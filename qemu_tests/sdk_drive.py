@@ -164,6 +164,8 @@ def _package_files(package: str, root: Path) -> Iterator[tuple[str, Path]]:
         for fname in sorted(filenames):
             if fname.endswith(".pyc") or fname.startswith("."):
                 continue
+            if fname.endswith(tuple(machinery.EXTENSION_SUFFIXES)):
+                continue  # built for the host (shared_spec's C kernels): the guest runs Python
             path = Path(dirpath) / fname
             yield path.relative_to(root).as_posix(), path
 

@@ -12,7 +12,7 @@ PACKAGES=(
     e2fsprogs dosfstools mtools fdisk zstd xz-utils lz4 initramfs-tools-core
     cryptsetup-bin dmsetup linux-image-amd64
     python3 python3-venv python3-pip git ca-certificates
-    libtss2-dev pkg-config gcc libc6-dev
+    libtss2-dev pkg-config gcc libc6-dev python3-dev libssl-dev
 )
 
 missing=()
@@ -33,13 +33,14 @@ fi
 
 # cryptsetup-bin, dmsetup and linux-image-amd64 (a kernel with its modules in /lib/modules):
 # the dm-verity boot test; libtss2-dev, pkg-config, gcc: building tpm2-pytss (TPM quotes),
-# whose Debian 12 package does not import next to the cryptography the project needs.
+# whose Debian 12 package does not import next to the cryptography the project needs;
+# gcc, python3-dev, libssl-dev: shared_spec's optional C kernels (shared_spec/_speedups.c).
 # Debian's python3 (not a pyenv build) so that python3-guestfs is importable.
 if [ ! -x .venv/bin/python ]; then
     /usr/bin/python3 -m venv --system-site-packages .venv
 fi
 stamp=.venv/.cvmchain-installed
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want=$(cat pyproject.toml setup.py shared_spec/_speedups.c | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     .venv/bin/pip install -q --upgrade pip
     .venv/bin/pip install -q -e '.[test,dev,tpm]'

@@ -20,14 +20,26 @@ class HashProvider:
 
     ``constructors`` maps an algorithm id to a callable that returns a fresh
     hasher with ``update(data)`` and ``digest()`` (the hashlib protocol).
+    ``oneshots`` maps ids to ``f(data) -> digest`` shortcuts. ``native_names``
+    maps ids to OpenSSL's name of the same digest when the provider hashes
+    with OpenSSL (as CPython's hashlib does): a native kernel
+    (``shared_spec._speedups``) may then hash in C with the same library.
     """
 
-    def __init__(self, constructors: dict, oneshots: dict | None = None) -> None:
+    def __init__(self, constructors: dict, oneshots: dict | None = None,
+                 native_names: dict | None = None) -> None:
         self._ctors = dict(constructors)
         self._oneshots = dict(oneshots or {})
+        self._native = dict(native_names or {})
 
     def supports(self, alg: int) -> bool:
         return alg in self._ctors
+
+    def native_name(self, alg: int) -> "str | None":
+        """OpenSSL's name for ``alg`` when a native kernel may hash it in C, else None."""
+        if alg not in self._ctors:
+            return None
+        return self._native.get(alg)
 
     def algorithms(self) -> list[int]:
         return sorted(self._ctors)

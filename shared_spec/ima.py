@@ -36,8 +36,11 @@ Speed: on CPython (:data:`FAST_PATHS`) the parsers decode the common entry
 shapes inline (an ascii list of kernel-form ima-ng lines block by block, in
 C-level passes over its columns) and pause the cyclic GC while they build
 entries, and :func:`shared_spec.replay.replay` extends runs of entries through
-:meth:`ImaEntry.extend_run`, one loop per bank. MicroPython runs the portable
-code; both give the same entries, errors and register values.
+:meth:`ImaEntry.extend_banks` / :meth:`ImaEntry.extend_run`. Where the optional
+C module ``shared_spec._speedups`` is built (:data:`SPEEDUPS`), it decodes those
+ima-ng blocks and extends every bank of a run with OpenSSL, one thread per
+bank, whenever the hash provider names OpenSSL's digests. MicroPython runs the
+portable code; all paths give the same entries, errors and register values.
 
 IMA over TDX RTMRs: kernels that extend IMA into an RTMR log the RTMR number in
 the PCR field (the cc-trusted-api evidence logs ``2`` for RTMR2) with a SHA-384
@@ -46,6 +49,11 @@ template hash; :func:`to_cc_mr` maps entries into the CC MR index convention.
 
 import struct
 import sys
+
+try:  # annotations only; MicroPython has no typing module and ignores annotations
+    from typing import Any
+except ImportError:  # pragma: no cover - MicroPython
+    pass
 
 from shared_spec.algorithms import (
     ALG_SHA1,
@@ -122,6 +130,18 @@ except ImportError:  # pragma: no cover - a MicroPython build without binascii
 #: take the CPython-only fast paths (CPython with struct.Struct and binascii)
 FAST_PATHS = (sys.implementation.name == "cpython" and _unhexlify is not None and
               getattr(struct, "Struct", None) is not None)
+
+#: the optional C kernels (shared_spec/_speedups.c) when built and not turned off with
+#: CVMCHAIN_PURE_PYTHON=1; tests set it to None to compare with the Python paths
+SPEEDUPS: "Any" = None
+if FAST_PATHS:
+    import os as _os
+
+    if not _os.environ.get("CVMCHAIN_PURE_PYTHON"):
+        try:
+            from shared_spec import _speedups as SPEEDUPS  # type: ignore[attr-defined,no-redef]
+        except ImportError:  # not built (no C compiler at install): the Python paths
+            SPEEDUPS = None
 
 if FAST_PATHS:
     import gc as _gc
@@ -304,6 +324,29 @@ class ImaEntry:
         became None there).
         """
         return _extend_run(entries, alg, hashes, values)
+
+    @staticmethod
+    def extend_banks(entries: list, algs: list, hashes: HashProvider,
+                     values: list) -> bool:
+        """Extend every bank of ``algs`` by a run at once, when the C kernel can.
+
+        ``values[k]`` is bank ``algs[k]``'s ``values`` of :meth:`extend_run`. True
+        when done (every position had a digest); False, touching nothing, when the
+        kernel is not built, the provider has no OpenSSL name for a bank, or an
+        entry is not of the common form: the caller then calls :meth:`extend_run`
+        per bank, which defines the result.
+        """
+        if SPEEDUPS is None or not FAST_PATHS or not entries or not algs:
+            return False
+        names = []
+        for alg in algs:
+            name = hashes.native_name(alg)
+            if name is None or digest_size(alg) is None:
+                return False
+            names.append(name)
+        if not isinstance(entries, list):
+            entries = list(entries)
+        return SPEEDUPS.extend_ima_run(entries, ImaEntry, tuple(names), tuple(values))
 
     # -- fields -----------------------------------------------------------------------------
 
@@ -922,10 +965,13 @@ def _parse_ascii_fast(data: bytes, source: str | None, big_endian: bool,
         if nl < 0:
             nl = n - 1 if data[n - 1:] == b"\n" else n
         block = data[pos:nl] if pos or nl != n else data
-        if not _bulk_ima_ng(block, pos, big_endian, template_hash_alg, out):
+        before = len(out)
+        if _bulk_ima_ng(block, pos, big_endian, template_hash_alg, out):
+            lineno += len(out) - before  # one entry per line
+        else:
             _ascii_lines_fast(block, pos, lineno, out, source, big_endian, template_hash_alg,
                               caches)
-        lineno += block.count(b"\n") + 1
+            lineno += block.count(b"\n") + 1
         pos = nl + 1
     return out
 
@@ -940,6 +986,8 @@ def _bulk_ima_ng(block: bytes, pos: int, big_endian: bool, template_hash_alg: in
     NUL, the same template hash size, d-ng prefix and digest size on every line. The
     entries are those :func:`_ascii_lines_fast` builds from the same lines.
     """
+    if SPEEDUPS is not None:
+        return _bulk_ima_ng_native(block, pos, big_endian, template_hash_alg, out)
     text = block
     lead = 0
     if block[:1] == b" " or b"\n " in block:  # "%2d": PCRs 0..9 print with a space
@@ -1019,6 +1067,22 @@ def _bulk_ima_ng(block: bytes, pos: int, big_endian: bool, template_hash_alg: in
         e.offset = off
         e.big_endian = big_endian
         append(e)
+    return True
+
+
+def _bulk_ima_ng_native(block: bytes, pos: int, big_endian: bool,
+                        template_hash_alg: int | None, out: list) -> bool:
+    """:func:`_bulk_ima_ng` through the C kernel: the same entries, or False."""
+    by_size = _SIZE_TO_ALG
+    if template_hash_alg is not None:
+        size = digest_size(template_hash_alg)
+        if size is None:
+            return False
+        by_size = {size: template_hash_alg}
+    entries = SPEEDUPS.parse_ima_ng_block(block, pos, big_endian, by_size, ImaEntry, "ima-ng")
+    if entries is None:
+        return False
+    out += entries
     return True
 
 

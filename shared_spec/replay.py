@@ -16,7 +16,10 @@ consecutive events of that class (all of which extend), updating ``values``
 ({register: value or None}) in place, and returns the positions in the run whose
 digest was None. It must give exactly what the per-event protocol gives;
 :class:`shared_spec.ima.ImaEntry` has one, so an IMA list replays in one tight
-loop per bank.
+loop per bank. A class with ``extend_run`` may also offer
+``extend_banks(events, algs, hashes, values_per_bank)``: every bank at once,
+returning True when done with no digest missing, or False having changed
+nothing (``extend_run`` then runs per bank).
 
 Initial values follow the platform: zeros, except PCR 0 whose last byte is the
 locality of a StartupLocality event (PC Client PFP §10.4.5.3) and PCRs 17-22
@@ -30,6 +33,16 @@ from shared_spec.findings import SEVERITY_ERROR, SEVERITY_WARNING, Finding
 from shared_spec.hashing import HashProvider
 from shared_spec.registers import INDEX_PCR, register_label
 from shared_spec.tcg_log import parse_startup_locality
+
+try:  # CPython: find a run's end and registers in C-level passes (see _run_extent)
+    from itertools import islice as _islice
+    from itertools import repeat as _repeat
+    from operator import attrgetter as _attrgetter
+    from operator import is_not as _is_not
+
+    _C_SCAN = True
+except ImportError:  # pragma: no cover - MicroPython: the portable loop
+    _C_SCAN = False
 
 
 def initial_value(index_kind: str, index: int, alg: int, locality: int = 0) -> bytes:
@@ -265,6 +278,34 @@ def replay(events: list, hashes: HashProvider, index_kind: str = INDEX_PCR,
                         list(algorithms))
 
 
+def _run_extent(events: list, start: int, cls: type) -> tuple:
+    """(end, registers): where the run of ``cls`` events from ``start`` ends, and the
+    registers it extends in the order it first reaches them."""
+    n = len(events)
+    if _C_SCAN:
+        other = list(map(_is_not, map(type, _islice(events, start, None)), _repeat(cls)))
+        end = start + other.index(True) if True in other else n
+        run = events if start == 0 and end == n else events[start:end]
+        return end, list(dict.fromkeys(map(_attrgetter("index"), run)))
+    end = start
+    last = None
+    reached: list = []
+    seen: dict = {}
+    while end < n:
+        ev = events[end]
+        kind = type(ev)
+        if kind is not cls:
+            break
+        index = ev.index
+        if index != last:
+            last = index
+            if index not in seen:
+                seen[index] = True
+                reached.append(index)
+        end += 1
+    return end, reached
+
+
 def _replay_run(events: list, start: int, hook: "object", index_kind: str, algorithms: list,
                 hashes: HashProvider, init: dict, locality: int, registers: dict,
                 findings: list, missing_reported: dict) -> int:
@@ -274,26 +315,32 @@ def _replay_run(events: list, start: int, hook: "object", index_kind: str, algor
     in :func:`replay`. Returns the sequence number of the run's last event.
     """
     cls = type(events[start])
-    end = start
     n = len(events)
-    last = None
-    while end < n:  # the run's end; banks of the registers it reaches first, in order
-        ev = events[end]
-        if type(ev) is not cls:
-            break
-        index = ev.index
-        if index != last:
-            last = index
-            if index not in registers:
-                bank = {}
-                for alg in algorithms:
-                    v = init.get((index, alg))
-                    bank[alg] = v if v is not None else initial_value(index_kind, index, alg,
-                                                                       locality)
-                registers[index] = bank
-        end += 1
+    end, reached = _run_extent(events, start, cls)
+    for index in reached:  # banks of the registers the run reaches first, in order
+        if index not in registers:
+            bank = {}
+            for alg in algorithms:
+                v = init.get((index, alg))
+                bank[alg] = v if v is not None else initial_value(index_kind, index, alg,
+                                                                   locality)
+            registers[index] = bank
     run = events if start == 0 and end == n else events[start:end]
-    missing = []
+    missing: list = []
+    banks = getattr(cls, "extend_banks", None)
+    if banks is not None:  # every bank in one call, when the class can
+        values_per_bank = []
+        for alg in algorithms:
+            values = {}
+            for index in registers:
+                values[index] = registers[index][alg]
+            values_per_bank.append(values)
+        if banks(run, algorithms, hashes, values_per_bank):
+            for apos, alg in enumerate(algorithms):
+                values = values_per_bank[apos]
+                for index in values:
+                    registers[index][alg] = values[index]
+            return end - 1
     for apos, alg in enumerate(algorithms):
         values = {}
         for index in registers:
