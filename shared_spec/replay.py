@@ -246,12 +246,7 @@ def replay(events: list, hashes: HashProvider, index_kind: str = INDEX_PCR,
             continue
         bank = registers.get(index)
         if bank is None:
-            bank = {}
-            for alg in algorithms:
-                v = init.get((index, alg))
-                bank[alg] = v if v is not None else initial_value(index_kind, index, alg,
-                                                                   locality)
-            registers[index] = bank
+            bank = registers[index] = _new_bank(index_kind, index, algorithms, init, locality)
         for alg in algorithms:
             old = bank[alg]
             if old is None:
@@ -276,6 +271,16 @@ def replay(events: list, hashes: HashProvider, index_kind: str = INDEX_PCR,
                                                    locality if index == 0 else 0)
     return ReplayResult(index_kind, registers, len(events), findings, list(events), hashes, init,
                         list(algorithms))
+
+
+def _new_bank(index_kind: str, index: int, algorithms: list, init: dict,
+              locality: int) -> dict:
+    """{alg: value} of a register before its first extend: ``init``'s or its reset value."""
+    bank = {}
+    for alg in algorithms:
+        v = init.get((index, alg))
+        bank[alg] = v if v is not None else initial_value(index_kind, index, alg, locality)
+    return bank
 
 
 def _run_extent(events: list, start: int, cls: type) -> tuple:
@@ -319,12 +324,7 @@ def _replay_run(events: list, start: int, hook: "object", index_kind: str, algor
     end, reached = _run_extent(events, start, cls)
     for index in reached:  # banks of the registers the run reaches first, in order
         if index not in registers:
-            bank = {}
-            for alg in algorithms:
-                v = init.get((index, alg))
-                bank[alg] = v if v is not None else initial_value(index_kind, index, alg,
-                                                                   locality)
-            registers[index] = bank
+            registers[index] = _new_bank(index_kind, index, algorithms, init, locality)
     run = events if start == 0 and end == n else events[start:end]
     missing: list = []
     banks = getattr(cls, "extend_banks", None)

@@ -30,11 +30,10 @@ from shared_spec.algorithms import (
     ALG_SHA512,
     ALG_SM3_256,
 )
-from shared_spec.errors import SpecError
 from shared_spec.replay import replay
 from tests.fixtures import fixtures_dir
 from tests.ima_gen import ascii_line, expected_pcr, make_ima_ng_ascii, make_ima_ng_records
-from tests.test_ima_speed_paths import ng_lines, replay_lists
+from tests.test_ima_speed_paths import _outcome, _snapshot, ng_lines, replay_lists
 
 H = hashlib_provider()
 NATIVE = ima.SPEEDUPS
@@ -60,18 +59,6 @@ def python_only() -> Iterator[None]:
         ima.SPEEDUPS = saved
 
 
-def _snapshot(es: list) -> list:
-    return [(type(e), e.pcr, e.index, e.template_hash, e.template_hash_alg, e.template_name,
-             e.template_data, e.offset, e.big_endian, e.ascii_tail) for e in es]
-
-
-def _outcome(parse: Callable[[], list]) -> tuple:
-    try:
-        return ("entries", _snapshot(parse()))
-    except SpecError as e:
-        return ("error", type(e), e.message, e.offset, e.field, e.source, e.parsed_count)
-
-
 def _both(parse: Callable[[], list]) -> tuple:
     native = _outcome(parse)
     with python_only():
@@ -85,6 +72,7 @@ def _both(parse: Callable[[], list]) -> tuple:
 def _bulk(block: bytes, pos: int, be: bool, alg: int | None) -> tuple:
     out: list = []
     took = ima._bulk_ima_ng(block, pos, be, alg, out)
+    assert all(type(e) is ima.ImaEntry for e in out)
     return took, _snapshot(out)
 
 
@@ -142,7 +130,7 @@ def test_block_decoder_takes_kernel_lines() -> None:
     took, snap = _bulk_both(b"\n".join(lines), 100, False, None)
     assert took
     offset = 100
-    for (_, pcr, index, th, alg, name, tdata, off, be, tail), (p, want_th, want_td, _), ln in \
+    for (pcr, index, th, alg, name, tdata, off, be, tail), (p, want_th, want_td, _), ln in \
             zip(snap, records, lines, strict=True):
         assert (pcr, index, th, alg, name, tdata, off, be, tail) == (
             p, p, want_th, ALG_SHA1, "ima-ng", want_td, offset, False, None)
