@@ -337,6 +337,8 @@ done:
 /* --------------------------------------------------------------- extend -- */
 
 #define MAX_DIGEST 64
+/* the shortest run hashed on one thread per bank (a thread costs tens of microseconds) */
+#define THREAD_RUN_MIN 1024
 
 /* One bank's share of a run: its digest, its registers' values, and the result. */
 typedef struct {
@@ -540,7 +542,9 @@ extend_ima_run(PyObject *self, PyObject *args)
         }
     }
 
-    /* hash without the GIL: bank 0 here, every other bank on a thread of its own */
+    /* hash without the GIL: bank 0 here, every other bank on a thread of its own once
+       the run is long enough to repay starting one */
+    int threaded = n >= THREAD_RUN_MIN;
     pthread_t *threads = PyMem_Calloc(nbanks, sizeof *threads);
     thread_arg *targs = PyMem_Calloc(nbanks, sizeof *targs);
     char *started = PyMem_Calloc(nbanks, 1);
@@ -555,7 +559,8 @@ extend_ima_run(PyObject *self, PyObject *args)
     for (Py_ssize_t k = 1; k < nbanks; k++) {
         targs[k].run = &run;
         targs[k].job = &jobs[k];
-        started[k] = pthread_create(&threads[k], NULL, extend_bank_thread, &targs[k]) == 0;
+        started[k] = threaded &&
+                     pthread_create(&threads[k], NULL, extend_bank_thread, &targs[k]) == 0;
     }
     extend_bank(&run, &jobs[0]);
     for (Py_ssize_t k = 1; k < nbanks; k++) {

@@ -134,6 +134,8 @@ FAST_PATHS = (sys.implementation.name == "cpython" and _unhexlify is not None an
 #: the optional C kernels (shared_spec/_speedups.c) when built and not turned off with
 #: CVMCHAIN_PURE_PYTHON=1; tests set it to None to compare with the Python paths
 SPEEDUPS: "Any" = None
+#: the shortest run of entries worth the C extender's set-up (digest fetches, threads)
+NATIVE_RUN_MIN = 32
 if FAST_PATHS:
     import os as _os
 
@@ -332,11 +334,12 @@ class ImaEntry:
 
         ``values[k]`` is bank ``algs[k]``'s ``values`` of :meth:`extend_run`. True
         when done (every position had a digest); False, touching nothing, when the
-        kernel is not built, the provider has no OpenSSL name for a bank, or an
-        entry is not of the common form: the caller then calls :meth:`extend_run`
-        per bank, which defines the result.
+        kernel is not built, the run is shorter than :data:`NATIVE_RUN_MIN` (the
+        call's set-up would cost more than it saves), the provider has no OpenSSL
+        name for a bank, or an entry is not of the common form: the caller then
+        calls :meth:`extend_run` per bank, which defines the result.
         """
-        if SPEEDUPS is None or not FAST_PATHS or not entries or not algs:
+        if SPEEDUPS is None or not FAST_PATHS or len(entries) < NATIVE_RUN_MIN or not algs:
             return False
         names = []
         for alg in algs:

@@ -35,7 +35,6 @@ from shared_spec.registers import INDEX_PCR, register_label
 from shared_spec.tcg_log import parse_startup_locality
 
 try:  # CPython: find a run's end and registers in C-level passes (see _run_extent)
-    from itertools import islice as _islice
     from itertools import repeat as _repeat
     from operator import attrgetter as _attrgetter
     from operator import is_not as _is_not
@@ -287,9 +286,16 @@ def _run_extent(events: list, start: int, cls: type) -> tuple:
     """(end, registers): where the run of ``cls`` events from ``start`` ends, and the
     registers it extends in the order it first reaches them."""
     n = len(events)
-    if _C_SCAN:
-        other = list(map(_is_not, map(type, _islice(events, start, None)), _repeat(cls)))
-        end = start + other.index(True) if True in other else n
+    if _C_SCAN:  # windows doubling from 64 events: work in proportion to the run's length
+        end = start
+        step = 64
+        while end < n:
+            other = list(map(_is_not, map(type, events[end:end + step]), _repeat(cls)))
+            if True in other:
+                end += other.index(True)
+                break
+            end += len(other)
+            step += step
         run = events if start == 0 and end == n else events[start:end]
         return end, list(dict.fromkeys(map(_attrgetter("index"), run)))
     end = start
